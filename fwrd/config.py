@@ -1,0 +1,109 @@
+"""The one configuration that travels with a model: in the checkpoint and in the ONNX metadata.
+
+`fwrd-run` reads it back from the model file, so it never needs flags for the tile size, resolution,
+normalisation or threshold. Pure Python: the deployment path imports it without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fwrd.errors import FwrdError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ARCHITECTURES = ("fwrd", "rd4ad")  # bottleneck shortcut: FW-RD conv3x3 s2, RD4AD conv1x1 s2
+
+
+@dataclass
+class FWRDConfig:
+    """Everything needed to prepare tiles for a model and to read its scores.
+
+    Attributes:
+        tile_size: side of the square RGB tile the model reads, a multiple of 32.
+        level: pyramid level the training patches were read at (0 = full resolution).
+        mpp: microns per pixel of the training patches (None when the slides carried none).
+        mean, std: per-channel normalisation of RGB scaled to [0, 1].
+        alpha, gamma: focal-distillation loss weights (paper: 0.1, 2).
+        threshold: patch score at or above which a tile is called tumor (paper: 2 on 256 px
+            Camelyon16 tiles; `fwrd-train` replaces it with the best threshold on validation).
+        architecture: "fwrd" (3x3 shortcut in the bottleneck) or "rd4ad" (1x1).
+        teacher_weights: where the frozen teacher came from ("imagenet", "random", or a file name).
+    """
+
+    tile_size: int = 256
+    level: int = 0
+    mpp: float | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    alpha: float = 0.1
+    gamma: float = 2.0
+    threshold: float = 2.0
+    architecture: str = "fwrd"
+    teacher_weights: str = "imagenet"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tile_size = int(self.tile_size)
+        self.level = int(self.level)
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        validate_tile_size(self.tile_size)
+        if self.architecture not in ARCHITECTURES:
+            raise FwrdError(
+                f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.mpp is not None:
+            self.mpp = float(self.mpp)
+            if not self.mpp > 0:
+                raise FwrdError(f"microns per pixel must be positive, got {self.mpp}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FWRDConfig":
+        """Build from a dict, ignoring keys a newer fwrd may have added."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> "FWRDConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FwrdError(f"model configuration is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise FwrdError("model configuration is not a JSON object")
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> "FWRDConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def validate_tile_size(tile_size: int) -> int:
+    """The network downsamples by 32 (teacher /16, bottleneck /2): other sizes cannot be mirrored."""
+    if tile_size < 32 or tile_size % 32:
+        raise FwrdError(f"tile size must be a positive multiple of 32, got {tile_size}")
+    return tile_size
+
+
+# Keys of the ONNX `metadata_props` (and of the TensorRT plan's JSON manifest) that fwrd writes.
+META_CONFIG = "fwrd.config"  # FWRDConfig.to_json()
+META_VERSION = "fwrd.version"
+META_CHECKPOINT_SHA256 = "fwrd.checkpoint_sha256"
+META_PRECISION = "fwrd.precision"  # fp32 | fp16 | int8
+META_FORMAT = "fwrd.format"  # FORMAT_TAG: proves the graph has fwrd's inputs and outputs
+FORMAT_TAG = "fwrd-rd-v1"
+INPUT_NAME = "tiles"  # uint8 [batch, T, T, 3] RGB
+OUTPUT_SCORE = "score"  # float32 [batch]
+OUTPUT_AMAP = "amap"  # float32 [batch, T/4, T/4]
