@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "eval": "evaluate",
     "bench": "bench",
     "demo": "demo",
+    "import-reference": "import_reference",
 }
 
 

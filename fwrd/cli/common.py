@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -15,10 +16,15 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 class FwrdCommand(click.Command):
     """A click command whose expected failures print one line (`Error: ...`) instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings.formatwarning = _warning_line
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):

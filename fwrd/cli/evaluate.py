@@ -1,0 +1,205 @@
+"""`fwrd-eval`: score detections, slide scores and patches exactly as Camelyon16 (and the paper) did.
+
+    fwrd-eval froc --detections DIR --masks DIR [--slides reference.csv] [--slide-dir DIR] [--out DIR]
+    fwrd-eval slides --scores slides.csv --reference reference.csv [--out DIR]
+    fwrd-eval patches PATCH_DIR --model rd.onnx [--out DIR]
+    fwrd-eval RUN_DIR --reference reference.csv --masks DIR [--patches DIR --model rd.onnx]
+
+Each writes a JSON of the figures and PNG plots and prints a short table. Parsing only: the work is in
+`fwrd.evaluation`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fwrd.cli.common import FwrdGroup
+from fwrd.errors import InputNotFound
+
+DEFAULT_OUT = "fwrd-eval"
+
+
+class _EvalGroup(FwrdGroup):
+    """Subcommands, plus `fwrd-eval RUN_DIR ...` as a shorthand for `fwrd-eval run RUN_DIR ...`."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+def _exclusions(values: tuple[str, ...]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def _progress(index: int, total: int, name: str) -> None:
+    if sys.stderr.isatty():
+        click.echo(f"\r[{index}/{total}] {name}\x1b[K", err=True, nl=index == total)
+
+
+def _froc(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
+          slide_dir: Path | None, exclude: list[str], out: Path) -> None:
+    from fwrd.evaluation.detections import find_detection_files, read_reference
+    from fwrd.evaluation.froc import evaluate_lesions
+    from fwrd.evaluation.masks import find_masks, slide_size_lookup
+    from fwrd.evaluation.plots import froc_figure
+    from fwrd.evaluation.report import froc_table, save_png, write_json
+
+    files = find_detection_files(detections_dir)
+    masks = find_masks(mask_dirs)
+    ref = read_reference(reference) if reference is not None else None
+    sizes = slide_size_lookup(slide_dir) if slide_dir is not None else None
+    result = evaluate_lesions(files, masks, ref, exclude, sizes, _progress)
+    write_json(out / "froc.json", result.to_dict())
+    save_png(froc_figure(result.curve.fps_per_slide, result.curve.sensitivity, result.rates,
+                         result.sensitivities, result.score), out / "froc.png")
+    click.echo(froc_table(result))
+
+
+def _slides(scores: Path, reference: Path, exclude: list[str], out: Path) -> None:
+    from fwrd.evaluation.detections import read_reference, read_slide_scores
+    from fwrd.evaluation.plots import roc_figure
+    from fwrd.evaluation.report import save_png, slides_table, write_json
+    from fwrd.evaluation.roc import evaluate_slides
+
+    result = evaluate_slides(read_slide_scores(scores), read_reference(reference), exclude)
+    write_json(out / "slides.json", result.to_dict())
+    save_png(roc_figure(result.fpr, result.tpr, result.auc, "Slide-level ROC (Camelyon16 task 1)"),
+             out / "slides_roc.png")
+    click.echo(slides_table(result))
+
+
+def _patches(patch_dir: Path, model: Path, backend: str, batch_size: int, threads: int | None,
+             threshold: float | None, out: Path) -> None:
+    from fwrd.evaluation.patches import list_patches, patch_metrics, score_patch_folder
+    from fwrd.evaluation.plots import roc_figure
+    from fwrd.evaluation.report import patches_table, save_png, write_json
+    from fwrd.runtime.backends import open_backend
+
+    list_patches(patch_dir)  # refuse a bad folder before loading the model
+    if not Path(model).is_file():
+        raise InputNotFound(f"model not found: {model}")
+    with open_backend(model, backend=backend, batch_size=batch_size, threads=threads) as engine:
+        labels, scores, _ = score_patch_folder(engine, patch_dir, batch_size)
+        cut = engine.config.threshold if threshold is None else threshold
+        described = engine.describe()
+    metrics = patch_metrics(labels, scores, cut)
+    write_json(out / "patches.json", {**metrics.to_dict(), "model": str(model), **described})
+    save_png(roc_figure(metrics.fpr, metrics.tpr, metrics.auc, "Patch-level ROC"), out / "patches_roc.png")
+    click.echo(patches_table(metrics))
+
+
+_exclude_option = click.option(
+    "--exclude", multiple=True, metavar="SLIDE[,SLIDE]",
+    help="Leave slides out (repeatable or comma-separated), e.g. --exclude test_049,test_114.",
+)
+_masks_option = click.option(
+    "--masks", "mask_dirs", multiple=True, type=click.Path(path_type=Path),
+    help="Folder of <slide>_Mask.tif (tumor 255 or 1) and/or <slide>.xml (ASAP); repeatable.",
+)
+_slide_dir_option = click.option(
+    "--slide-dir", type=click.Path(path_type=Path),
+    help="Folder of the slides, for their size (needed for XML masks; checks mask TIFF sizes).",
+)
+_backend_options = [
+    click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto",
+                 show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+    click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads."),
+    click.option("--threshold", type=float, default=None,
+                 help="Patch threshold (default: the one stored in the model)."),
+]
+
+
+def _with(options):
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+@click.group(cls=_EvalGroup, context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True)
+def command() -> None:
+    """Evaluate as Camelyon16 scored it: lesion FROC, slide AUC, patch accuracy.
+
+    Run `fwrd-eval RUN_DIR --reference reference.csv --masks DIR` on a `fwrd-run` output folder to do
+    everything at once, or one of the subcommands.
+    """
+
+
+@command.command("froc")
+@click.option("--detections", "detections_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of <slide>.csv (Confidence,X,Y, no header) or a fwrd-run output folder.")
+@_masks_option
+@click.option("--slides", "--reference", "reference", type=click.Path(path_type=Path),
+              help="reference.csv: the slides to evaluate (a slide without detections counts with none).")
+@_slide_dir_option
+@_exclude_option
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+def froc_command(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
+                 slide_dir: Path | None, exclude: tuple[str, ...], out: Path) -> None:
+    """Lesion-level FROC (Camelyon16 task 2), the organisers' algorithm to the letter."""
+    if not mask_dirs:
+        raise click.UsageError("give the tumor masks with --masks DIR")
+    _froc(detections_dir, mask_dirs, reference, slide_dir, _exclusions(exclude), out)
+
+
+@command.command("slides")
+@click.option("--scores", required=True, type=click.Path(path_type=Path),
+              help="fwrd-run's slides.csv, or headerless name,probability rows.")
+@click.option("--reference", required=True, type=click.Path(path_type=Path), help="reference.csv")
+@_exclude_option
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+def slides_command(scores: Path, reference: Path, exclude: tuple[str, ...], out: Path) -> None:
+    """Slide-level ROC AUC (Camelyon16 task 1)."""
+    _slides(scores, reference, _exclusions(exclude), out)
+
+
+@command.command("patches")
+@click.argument("patch_dir", type=click.Path(path_type=Path))
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="rd.onnx or an engine .plan")
+@_with(_backend_options)
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+def patches_command(patch_dir: Path, model: Path, backend: str, batch_size: int, threads: int | None,
+                    threshold: float | None, out: Path) -> None:
+    """Patch accuracy at the model's threshold and at the best one, and AUROC, on normal/ + tumor/."""
+    _patches(patch_dir, model, backend, batch_size, threads, threshold, out)
+
+
+@command.command("run")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--reference", required=True, type=click.Path(path_type=Path), help="reference.csv")
+@_masks_option
+@_slide_dir_option
+@_exclude_option
+@click.option("--patches", "patch_dir", type=click.Path(path_type=Path),
+              help="Also evaluate a normal/ + tumor/ patch folder (needs --model).")
+@click.option("--model", type=click.Path(path_type=Path), help="Model for --patches.")
+@_with(_backend_options)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: RUN_DIR/eval].")
+def run_command(run_dir: Path, reference: Path, mask_dirs: tuple[Path, ...], slide_dir: Path | None,
+                exclude: tuple[str, ...], patch_dir: Path | None, model: Path | None, backend: str,
+                batch_size: int, threads: int | None, threshold: float | None, out: Path | None) -> None:
+    """Everything for a fwrd-run output folder: slide AUC, lesion FROC (with --masks), patches."""
+    if (patch_dir is None) != (model is None):
+        raise click.UsageError("--patches and --model go together")
+    scores = run_dir / "slides.csv"
+    if not scores.is_file():
+        raise InputNotFound(f"{scores} not found: is {run_dir} a fwrd-run output folder?")
+    out = run_dir / "eval" if out is None else out
+    names = _exclusions(exclude)
+    _slides(scores, reference, names, out)
+    if mask_dirs:
+        _froc(run_dir, mask_dirs, reference, slide_dir, names, out)
+    else:
+        click.echo("Lesion FROC skipped: give the tumor masks with --masks DIR")
+    if patch_dir is not None and model is not None:
+        _patches(patch_dir, model, backend, batch_size, threads, threshold, out)
+
+
+main = command

@@ -1,0 +1,73 @@
+"""`fwrd-run`: score slides or a cohort with an exported model (ONNX Runtime or a TensorRT engine).
+
+Only parses and delegates: fwrd.runtime.backends.open_backend, fwrd.runtime.cohort.score_cohort.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fwrd.cli.common import FwrdCommand
+from fwrd.errors import FwrdError
+
+
+@click.command("run", cls=FwrdCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), help="Exported fwrd ONNX model (rd.onnx).")
+@click.option("--engine", type=click.Path(path_type=Path), help="TensorRT engine built by fwrd-export (rd.plan).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("fwrd-out"), show_default=True,
+              help="Output folder; each slide gets OUT/<slide name>/.")
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Decode threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime CPU threads [default: physical cores].")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Grid step in pixels at the model's level [default: the tile size].")
+@click.option("--mpp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata.")
+@click.option("--threshold", type=float, default=None, help="Tumor threshold [default: the model's].")
+@click.option("--shard", default=None, metavar="I/N", help="Score every N-th slide from the I-th (0-based).")
+@click.option("--resume", is_flag=True, help="Skip slides already complete; continue an interrupted one.")
+@click.option("--reader", type=click.Choice(["auto", "openslide"]), default="auto", show_default=True,
+              help="auto: decode tiled-JPEG TIFF/SVS tiles directly; openslide: always OpenSlide.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(
+    slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, batch_size: int,
+    workers: int, threads: int | None, stride: int | None, mpp: float | None, threshold: float | None,
+    shard: str | None, resume: bool, reader: str, quiet: bool,
+) -> None:
+    """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores."""
+    from fwrd.runtime.backends import open_backend
+    from fwrd.runtime.cohort import find_slides, parse_shard, prepare_output, score_cohort, select_shard
+    from fwrd.runtime.settings import RunSettings
+
+    if (model is None) == (engine is None):
+        raise FwrdError("give exactly one of --model rd.onnx or --engine rd.plan")
+    settings = RunSettings(
+        batch_size=batch_size, workers=workers, stride=stride, mpp=mpp, threshold=threshold, resume=resume,
+        prefer_direct=(reader == "auto"), progress=not quiet,
+    )
+    part = parse_shard(shard)
+    chosen = select_shard(find_slides(slides), part)
+    prepare_output(out)
+    if not chosen:
+        click.echo(f"shard {shard} has no slides (the cohort has fewer than its index)", err=True)
+        return
+    with open_backend(model or engine, backend, batch_size=batch_size, threads=threads) as opened:
+        click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision})", err=True)
+        results = score_cohort(chosen, opened, out, settings, part,
+                               log=(lambda line: None) if quiet and len(chosen) == 1 else None)
+    failed = [r for r in results if r.status == "failed"]
+    if len(results) == 1 and failed:
+        raise FwrdError(failed[0].error)
+    if failed:
+        click.echo(f"Error: {len(failed)} of {len(results)} slides failed (see {out})", err=True)
+        sys.exit(1)
+
+
+main = command

@@ -1,0 +1,130 @@
+"""`fwrd-export` end to end: checkpoint -> verified ONNX graph (fp32 | fp16 | int8) -> optional engine.
+
+Every graph is written under a temporary name, run in ONNX Runtime against PyTorch fp32 on labelled
+synthetic tissue tiles, calibration-slide tiles and noise at batch 1 and batch 8, and renamed to its
+final name only when it passes its gate. A JSON report of the figures goes beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fwrd.errors import FwrdError
+from fwrd.export.calibration import labelled_synthetic_tiles, noise_tiles, slide_tissue_tiles
+from fwrd.export.onnx_export import export_fused_onnx, write_metadata
+from fwrd.export.quantize import quantize_int8
+from fwrd.export.verify import VerifyReport, enforce, reference_scores, verify_graph
+from fwrd.model.checkpoint import file_sha256, load_checkpoint
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class ExportSettings:
+    checkpoint: Path
+    output: Path
+    precision: str = "fp16"
+    calibration: list[Path] = field(default_factory=list)
+    engine: Path | None = None
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 64
+    workspace_gb: float = 4.0
+    timing_cache: Path | None = None
+    calibration_tiles: int = 64
+    verify_batches: tuple[int, ...] = (1, 8)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise FwrdError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise FwrdError("batch sizes must satisfy 1 <= --min-batch <= --opt-batch <= --max-batch")
+
+
+@dataclass
+class ExportResult:
+    onnx: Path
+    report: VerifyReport
+    seconds: float
+    size_bytes: int
+    engine: dict | None = None
+
+
+def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -> ExportResult:
+    started = time.perf_counter()
+    model, config = load_checkpoint(settings.checkpoint)
+    sha = file_sha256(settings.checkpoint)
+    output = Path(settings.output)
+    if output.suffix.lower() != ".onnx":
+        raise FwrdError(f"output must end in .onnx, got {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    log(f"checkpoint {settings.checkpoint}: {config.architecture}, {config.tile_size} px tiles, "
+        f"threshold {config.threshold:g}; verification tiles...")
+    tiles, is_tumor = _verification_set(settings, config)
+    reference = reference_scores(model, config, tiles)
+
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
+        graph = Path(work) / "graph.onnx"
+        log(f"exporting the fused {settings.precision} graph...")
+        if settings.precision == "int8":
+            fp32 = Path(work) / "fp32.onnx"
+            export_fused_onnx(model, config, fp32, half=False)
+            calib = tiles[: max(8, settings.calibration_tiles)]
+            log(f"quantising to int8 (QDQ, calibrated on {len(calib)} tiles)...")
+            quantize_int8(fp32, graph, calib)
+        else:
+            export_fused_onnx(model, config, graph, half=settings.precision == "fp16")
+        report = verify_graph(graph, settings.precision, reference, tiles, is_tumor, settings.verify_batches)
+        log(report.summary())
+        enforce(report)
+        write_metadata(graph, config, settings.precision, sha)
+        os.replace(graph, output)
+    seconds = time.perf_counter() - started
+    result = ExportResult(output, report, seconds, output.stat().st_size)
+    _write_json(output.with_name(output.name + ".json"), {
+        "onnx": output.name, "precision": settings.precision, "checkpoint_sha256": sha,
+        "config": config.to_dict(), "verification": report.to_dict(), "export_seconds": round(seconds, 2),
+        "size_bytes": result.size_bytes,
+    })
+    log(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB) in {seconds:.1f} s")
+    if settings.engine is not None:
+        if settings.precision == "int8":
+            raise FwrdError("TensorRT engines are built from an fp16 or fp32 export, not the int8 CPU graph")
+        result.engine = _build_engine(settings, output, log)
+    return result
+
+
+def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled synthetic tissue first, then calibration-slide tissue and noise (unlabelled)."""
+    labelled, is_tumor = labelled_synthetic_tiles(config, per_class=16, seed=settings.seed)
+    parts = [labelled]
+    if settings.calibration:
+        parts.append(slide_tissue_tiles(settings.calibration, config, settings.calibration_tiles, settings.seed))
+    parts.append(noise_tiles(config, 4, settings.seed))
+    return np.concatenate(parts), is_tumor
+
+
+def _build_engine(settings: ExportSettings, onnx_path: Path, log) -> dict:
+    from fwrd.export.tensorrt_build import build_engine
+
+    return build_engine(
+        onnx_path, settings.engine, min_batch=settings.min_batch, opt_batch=settings.opt_batch,
+        max_batch=settings.max_batch, workspace_gb=settings.workspace_gb, timing_cache=settings.timing_cache,
+        precision=settings.precision, log=log,
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)

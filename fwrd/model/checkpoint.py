@@ -1,0 +1,137 @@
+"""Checkpoints: one file holds the whole network (teacher included) and its FWRDConfig.
+
+`model.pt` alone is enough to export or score: the teacher's weights travel with it (a random teacher
+could not be rebuilt, ImageNet weights may not be downloadable on the export machine).
+Reference FW-RD / RD4AD checkpoints (a dict with `bn` and `decoder` state dicts) import with
+`import_reference`, which needs the teacher's weights from elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fwrd import __version__
+from fwrd.config import FWRDConfig
+from fwrd.errors import CheckpointError, FwrdError, InputNotFound
+from fwrd.model.network import ReverseDistillation
+from fwrd.model.weights import load_teacher_weights
+
+CHECKPOINT_FORMAT = "fwrd-checkpoint-v1"
+REFERENCE_UNUSED = ("conv4.", "bn4.")  # defined and never used by the reference bottleneck
+
+
+def save_checkpoint(path: str | Path, model: ReverseDistillation, config: FWRDConfig, **extra: Any) -> Path:
+    """Write atomically (temp file + rename): an interrupted save never leaves a half checkpoint."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "fwrd_version": __version__,
+        "config": config.to_dict(),
+        "teacher": model.teacher.state_dict(),
+        "bottleneck": model.bottleneck.state_dict(),
+        "student": model.student.state_dict(),
+        **extra,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, with one-line errors for missing, truncated or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFound(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+        reason = "truncated or corrupt" if _looks_like_zip(path) else "not a PyTorch checkpoint"
+        raise CheckpointError(f"{path}: {reason} ({type(exc).__name__})") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not an fwrd checkpoint (holds a {type(data).__name__})")
+    return data
+
+
+def load_checkpoint(path: str | Path) -> tuple[ReverseDistillation, FWRDConfig]:
+    """Return (model in eval mode, config) from an fwrd checkpoint."""
+    data = read_checkpoint(path)
+    if data.get("format") != CHECKPOINT_FORMAT:
+        if "bn" in data and "decoder" in data:
+            raise CheckpointError(
+                f"{path}: a reference FW-RD/RD4AD checkpoint; convert it first with "
+                "`fwrd import-reference` (it needs the teacher weights)"
+            )
+        raise CheckpointError(f"{path}: not an fwrd checkpoint")
+    try:
+        config = FWRDConfig.from_dict(data["config"])
+    except (FwrdError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: invalid configuration in checkpoint ({exc})") from None
+    model = ReverseDistillation(config.architecture)
+    for part in ("teacher", "bottleneck", "student"):
+        _load_part(path, getattr(model, part), data.get(part), part)
+    return model.eval(), config
+
+
+def import_reference(
+    path: str | Path, teacher_weights: str, config: FWRDConfig | None = None
+) -> tuple[ReverseDistillation, FWRDConfig]:
+    """Build a model from a reference checkpoint ({'bn': ..., 'decoder': ...}) and teacher weights."""
+    data = read_checkpoint(path)
+    if not ("bn" in data and "decoder" in data):
+        raise CheckpointError(f"{path}: not a reference FW-RD/RD4AD checkpoint (no 'bn' and 'decoder')")
+    bn = {k: v for k, v in data["bn"].items() if not k.startswith(REFERENCE_UNUSED)}
+    architecture = detect_architecture(bn, path)
+    config = (config or FWRDConfig()).replace(architecture=architecture)
+    model = ReverseDistillation(architecture)
+    config = config.replace(teacher_weights=load_teacher_weights(model.teacher, teacher_weights))
+    _load_part(path, model.bottleneck, bn, "bn")
+    _load_part(path, model.student, data["decoder"], "decoder")
+    return model.eval(), config
+
+
+def detect_architecture(bottleneck_state: dict, path: str | Path = "checkpoint") -> str:
+    """FW-RD's first bottleneck shortcut is 3x3, RD4AD's 1x1."""
+    weight = bottleneck_state.get("bn_layer.0.downsample.0.weight")
+    if weight is None or weight.ndim != 4:
+        raise CheckpointError(f"{path}: bottleneck state lacks bn_layer.0.downsample.0.weight")
+    return "fwrd" if weight.shape[-1] == 3 else "rd4ad"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_part(path: str | Path, module: torch.nn.Module, state: Any, name: str) -> None:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: checkpoint has no '{name}' weights")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0].rstrip(":. ")
+        detail = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{path}: '{name}' weights do not match the architecture ({first}: {detail})") from None
+
+
+def _looks_like_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"

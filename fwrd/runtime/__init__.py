@@ -1,0 +1,38 @@
+"""Torch-free streaming whole-slide scoring: the `fwrd-run` pipeline.
+
+The data flow shows in the module names:
+
+    plan.py       slide -> tissue mask -> tile grid -> work units (file-tile-aligned blocks)
+    decode.py     work units -> decode workers (own TileReader each) -> reusable uint8 batch buffers
+    infer.py      ready batches -> backend.run_batches() -> scores, while the next batches decode
+    outputs/      scores -> tiles.csv, heatmap.npy/png, overlay.png, detections.csv, tumor.geojson,
+                  summary.json (each written atomically)
+    slide_job.py  score_slide(): one slide end to end, a plain function
+    cohort.py     many slides: sharding, resume, slides.csv
+
+Nothing here imports torch. Public names are imported lazily so that importing one backend module
+does not pull in the slide readers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "open_backend": "fwrd.runtime.backends",
+    "RunSettings": "fwrd.runtime.settings",
+    "SlideResult": "fwrd.runtime.slide_job",
+    "score_slide": "fwrd.runtime.slide_job",
+    "score_cohort": "fwrd.runtime.cohort",
+    "find_slides": "fwrd.runtime.cohort",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fwrd.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,65 @@
+"""Pick and open an inference backend for a model file.
+
+`.onnx` runs in ONNX Runtime (TensorRT EP > CUDA EP > CPU, whichever this machine has); `.plan`
+(or `.engine`) is a TensorRT engine run by `fwrd.runtime.backends.tensorrt`, imported only then.
+
+    with open_backend("rd.onnx", batch_size=32) as backend:
+        score, amap = backend.infer(tiles)
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from fwrd.errors import DependencyMissing, InputNotFound, ModelError
+from fwrd.runtime.backends.base import Backend
+from fwrd.runtime.model_file import file_sha256
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+
+
+def open_backend(
+    model: str | Path, backend: str = "auto", batch_size: int = 16, threads: int | None = None
+) -> Backend:
+    """Load `model` on the best (or the named) backend; ModelError / DependencyMissing say why not.
+
+    The returned backend also carries `model_path` and `model_sha256` (recorded in summary.json and
+    used by `--resume` to tell whether existing outputs came from the same model).
+    """
+    path = Path(model)
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if batch_size < 1:
+        raise ModelError(f"batch size must be at least 1, got {batch_size}")
+    if not path.is_file():
+        raise InputNotFound(f"model not found: {path}")
+    is_engine = path.suffix.lower() in ENGINE_SUFFIXES
+    if is_engine:
+        if backend == "onnxruntime":
+            raise ModelError(f"{path}: a TensorRT engine runs on the tensorrt backend, not onnxruntime")
+        opened = _open_tensorrt(path, batch_size)
+    else:
+        if backend == "tensorrt":
+            raise ModelError(
+                f"{path}: the tensorrt backend runs an engine (--engine rd.plan, built by fwrd-export); "
+                "use --backend auto or onnxruntime for an .onnx model"
+            )
+        from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+        opened = OnnxRuntimeBackend(path, threads=threads, batch_size=batch_size)
+    opened.model_path = path  # type: ignore[attr-defined]
+    opened.model_sha256 = file_sha256(path)  # type: ignore[attr-defined]
+    return opened
+
+
+def _open_tensorrt(path: Path, batch_size: int) -> Backend:
+    try:
+        module = importlib.import_module("fwrd.runtime.backends.tensorrt")
+    except ImportError as exc:
+        raise DependencyMissing(f"the TensorRT backend cannot be loaded ({exc}); pip install fwrd[gpu]") from None
+    available, reason = module.tensorrt_status()
+    if not available:
+        raise DependencyMissing(f"cannot run {path}: {reason}")
+    return module.TensorRTBackend.from_plan(path, batch_size=batch_size)

@@ -1,0 +1,182 @@
+"""Decode workers: read work units into reusable uint8 batch buffers while inference runs.
+
+    free buffers --> worker threads (own TileReader each: read a unit's window once, cut its tiles
+    into the current buffer) --> ready queue --> consumer (inference) --> buffer back to free
+
+The pool of buffers [batch, T, T, 3] is fixed, so memory stays bounded whatever the slide size and
+the ready queue can never hold more than the pool. Threads suffice: libjpeg-turbo (imagecodecs),
+`os.pread` and OpenSlide (ctypes) release the GIL while they work. Each worker flushes its last,
+partly filled buffer at the end, so every planned tile arrives exactly once.
+
+    with DecodeWorkers(plan, slide_path, batch_size=16, workers=2) as decode:
+        for batch in decode.batches():
+            ... batch.tiles[:batch.count], batch.coords[:batch.count] ...
+            decode.release(batch)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from fwrd.errors import FwrdError, SlideError
+from fwrd.runtime.plan import SlidePlan
+from fwrd.slide.tile_reader import TileReader, open_tile_reader
+
+_DONE = object()
+_POLL_S = 0.05
+
+
+class BatchBuffer:
+    """One reusable batch: tiles uint8 [B, T, T, 3], level-0 top-lefts int64 [B, 2], fill count."""
+
+    def __init__(self, batch_size: int, tile: int) -> None:
+        self.tiles = np.empty((batch_size, tile, tile, 3), np.uint8)
+        self.coords = np.empty((batch_size, 2), np.int64)
+        self.count = 0
+
+    @property
+    def full(self) -> bool:
+        return self.count == len(self.tiles)
+
+
+class DecodeWorkers:
+    """Worker threads filling batch buffers from a slide plan; iterate `batches()`, then `release()`."""
+
+    def __init__(
+        self,
+        plan: SlidePlan,
+        slide_path: str | Path,
+        *,
+        batch_size: int,
+        workers: int = 2,
+        buffers: int | None = None,
+        prefer_direct: bool = True,
+        reader_factory: Callable[[], TileReader] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.slide_path = Path(slide_path)
+        self.batch_size = int(batch_size)
+        self.worker_count = max(1, min(int(workers), max(1, plan.units)))
+        self._reader_factory = reader_factory or (
+            lambda: open_tile_reader(self.slide_path, plan.level, prefer_direct=prefer_direct)
+        )
+        self._free: queue.Queue[BatchBuffer] = queue.Queue()
+        for _ in range(buffers or 2 * self.worker_count + 2):
+            self._free.put(BatchBuffer(self.batch_size, plan.tile))
+        self._ready: queue.Queue[object] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._next_unit = 0
+        self._errors: list[BaseException] = []
+        self.busy_seconds = [0.0] * self.worker_count  # time each worker spent reading and copying
+        self.reader_kind = ""
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "DecodeWorkers":
+        for wid in range(self.worker_count):
+            thread = threading.Thread(target=self._work, args=(wid,), name=f"fwrd-decode-{wid}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def close(self) -> None:
+        """Stop the workers (after their current window) and wait for them; safe to call twice."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def __enter__(self) -> "DecodeWorkers":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def batches(self) -> Iterator[BatchBuffer]:
+        """Filled buffers as they become ready; raises the first worker error. Release each one."""
+        finished = 0
+        while finished < self.worker_count:
+            item = self._ready.get()
+            if self._errors:
+                raise self._errors[0]
+            if item is _DONE:
+                finished += 1
+                continue
+            assert isinstance(item, BatchBuffer)
+            yield item
+        if self._errors:
+            raise self._errors[0]
+
+    def release(self, buffer: BatchBuffer) -> None:
+        buffer.count = 0
+        self._free.put(buffer)
+
+    # -- workers ---------------------------------------------------------------------------------
+    def _take_unit(self) -> int | None:
+        with self._lock:
+            unit = self._next_unit
+            if unit >= self.plan.units or self._stop.is_set():
+                return None
+            self._next_unit += 1
+            return unit
+
+    def _acquire(self) -> BatchBuffer | None:
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def _work(self, wid: int) -> None:
+        plan, tile = self.plan, self.plan.tile
+        reader: TileReader | None = None
+        buffer: BatchBuffer | None = None
+        try:
+            reader = self._reader_factory()
+            self.reader_kind = reader.kind
+            while (unit := self._take_unit()) is not None:
+                start, end = int(plan.unit_starts[unit]), int(plan.unit_starts[unit + 1])
+                x0, y0 = (int(v) for v in plan.unit_origins[unit])
+                began = time.perf_counter()
+                window = reader.read(x0, y0, int(plan.unit_sides[unit]))
+                for k in range(start, end):
+                    if buffer is None:
+                        buffer = self._acquire()
+                        if buffer is None:
+                            return
+                    ox, oy = plan.offsets[k]
+                    buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
+                    buffer.coords[buffer.count] = plan.points[k]
+                    buffer.count += 1
+                    if buffer.full:
+                        self.busy_seconds[wid] += time.perf_counter() - began
+                        self._ready.put(buffer)
+                        buffer = None
+                        began = time.perf_counter()
+                self.busy_seconds[wid] += time.perf_counter() - began
+            if buffer is not None and buffer.count:
+                self._ready.put(buffer)
+                buffer = None
+        except FwrdError as exc:
+            self._fail(exc)
+        except OSError as exc:
+            self._fail(SlideError(f"{self.slide_path}: cannot read tiles: {exc.strerror or exc}"))
+        except BaseException as exc:  # a bug: re-raised unchanged in the consumer
+            self._fail(exc)
+        finally:
+            if reader is not None:
+                reader.close()
+            self._ready.put(_DONE)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._errors.append(exc)
+        self._stop.set()

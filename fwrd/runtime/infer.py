@@ -1,0 +1,86 @@
+"""Inference stage: feed the decode workers' batches to a backend and hand scores to a sink.
+
+`backend.run_batches` pulls (coords, tiles) pairs from a generator; a buffer goes back to the decode
+pool when the backend asks for the next batch (the Backend contract: a backend that keeps batches in
+flight copies them first). The clock is split three ways: waiting for decode (the pipeline is
+decode-bound when this grows), the sink (writing results), and the rest (inference).
+
+    times = run_stream(backend, decode, sink=lambda coords, scores: grid.add(coords, scores))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from fwrd.runtime.backends.base import Backend
+from fwrd.runtime.decode import BatchBuffer, DecodeWorkers
+
+
+@dataclass
+class StreamTimes:
+    """Seconds of one streamed slide (wall clock of the consumer, plus summed worker busy time)."""
+
+    wall: float = 0.0
+    wait_decode: float = 0.0  # consumer idle, waiting for a ready batch
+    inference: float = 0.0
+    write: float = 0.0
+    decode_busy: float = 0.0  # summed over workers (they run in parallel with inference)
+    tiles: int = 0
+    batches: int = 0
+    reader: str = ""  # tile reader kind the workers used
+
+    @property
+    def tiles_per_s(self) -> float:
+        return self.tiles / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def bottleneck(self) -> str:
+        """The consumer's largest share of time: "inference" (as it should be), "decode" or "write"."""
+        shares = {"inference": self.inference, "decode": self.wait_decode, "write": self.write}
+        return max(shares, key=shares.__getitem__)
+
+
+def run_stream(
+    backend: Backend,
+    decode: DecodeWorkers,
+    sink: Callable[[np.ndarray, np.ndarray], None],
+    on_progress: Callable[[int], None] | None = None,
+) -> StreamTimes:
+    """Score every batch `decode` produces; `sink(coords, scores)` is called in batch order."""
+    times = StreamTimes()
+    started = time.perf_counter()
+
+    def feed() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        previous: BatchBuffer | None = None
+        source = decode.batches()
+        while True:
+            if previous is not None:  # the backend asked for the next batch: the last one is free
+                decode.release(previous)
+                previous = None
+            waited = time.perf_counter()
+            batch = next(source, None)
+            times.wait_decode += time.perf_counter() - waited
+            if batch is None:
+                return
+            previous = batch
+            yield batch.coords[: batch.count].copy(), batch.tiles[: batch.count]
+
+    for coords, scores, _amap in backend.run_batches(feed()):
+        began = time.perf_counter()
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        if len(scores) != len(coords):
+            raise RuntimeError(f"backend returned {len(scores)} scores for {len(coords)} tiles")
+        sink(coords, scores)
+        times.tiles += len(coords)
+        times.batches += 1
+        if on_progress is not None:
+            on_progress(len(coords))
+        times.write += time.perf_counter() - began
+    times.wall = time.perf_counter() - started
+    times.inference = max(0.0, times.wall - times.wait_decode - times.write)
+    times.decode_busy = float(sum(decode.busy_seconds))
+    return times

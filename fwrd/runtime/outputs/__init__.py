@@ -1,0 +1,10 @@
+"""What one scored slide leaves in OUT/<slide name>/, one module per output, each written atomically.
+
+    heatmap.py     score grid (heatmap.npy, heatmap.png) and the cell <-> level-0 geometry
+    tiles.py       tiles.csv, and the tiles.csv.part journal that --resume continues from
+    overlay.py     overlay.png: heatmap over the thumbnail, with colormap.py's colour bar
+    detections.py  detections.csv: NMS as NCRF, Camelyon16 format
+    geojson.py     tumor.geojson: one QuPath annotation per region, traced along cell edges
+    summary.py     summary.json, written last: its presence marks complete outputs
+    atomic.py      temp name + os.replace
+"""

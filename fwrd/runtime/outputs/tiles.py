@@ -1,0 +1,96 @@
+"""tiles.csv: the journal written while a slide streams, and the final file written from the grid.
+
+While scoring, every batch is appended to `tiles.csv.part` (first line `#key=<run key>`, then the
+`x,y,score` header and rows) and flushed, so an interrupted slide can continue where it stopped
+(`--resume`) without rescoring: `read_journal` returns the rows of a journal with the same key,
+ignoring a torn last line. At the end `write_tiles_csv` writes `tiles.csv` atomically from the
+score grid in row-major order (identical whatever the worker count) and the journal is removed.
+
+Scores are written with 9 significant digits, which round-trips float32 exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from fwrd.runtime.outputs.atomic import atomic_open
+from fwrd.runtime.outputs.heatmap import ScoreGrid
+
+HEADER = "x,y,score"
+JOURNAL_SUFFIX = ".part"
+
+
+def _rows_text(xs: np.ndarray, ys: np.ndarray, scores: np.ndarray) -> str:
+    return "".join(f"{int(x)},{int(y)},{float(s):.9g}\n" for x, y, s in zip(xs, ys, scores))
+
+
+def write_tiles_csv(grid: ScoreGrid, path: str | Path) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(HEADER + "\n")
+        for xs, ys, scores in grid.rows():
+            handle.write(_rows_text(xs, ys, scores))
+
+
+class TileJournal:
+    """Append-only `tiles.csv.part` for one slide run; one flush per batch."""
+
+    def __init__(self, path: str | Path, key: str, *, continue_existing: bool) -> None:
+        self.path = Path(path)
+        self._handle: IO[str] | None
+        if continue_existing and self.path.exists():
+            self._handle = open(self.path, "a", encoding="utf-8", newline="")
+        else:
+            self._handle = open(self.path, "w", encoding="utf-8", newline="")
+            self._handle.write(f"#key={key}\n{HEADER}\n")
+            self._handle.flush()
+
+    def append(self, coords: np.ndarray, scores: np.ndarray) -> None:
+        assert self._handle is not None
+        self._handle.write(_rows_text(coords[:, 0], coords[:, 1], scores))
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def discard(self) -> None:
+        self.close()
+        if self.path.exists():
+            self.path.unlink()
+
+
+def read_journal(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(coords int64 (N, 2), scores float32 (N,)) of a journal written under `key`; None if there is
+    none or it belongs to another model/settings. A torn last line is cut off the file."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    with open(path, "rb") as handle:
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    lines = complete.decode("utf-8", errors="replace").splitlines()
+    if len(lines) < 2 or lines[0] != f"#key={key}" or lines[1] != HEADER:
+        return None
+    body = "\n".join(lines[2:])
+    if not body.strip():
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    try:
+        table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError:
+        return None
+    if table.shape[1] != 3:
+        return None
+    return table[:, :2].astype(np.int64), table[:, 2].astype(np.float32)
+
+
+def journal_path(tiles_csv: str | Path) -> Path:
+    return Path(os.fspath(tiles_csv) + JOURNAL_SUFFIX)

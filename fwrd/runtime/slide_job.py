@@ -1,0 +1,240 @@
+"""Score one slide end to end: a plain function, so a cohort loop, a Slurm array or a cluster engine
+can call it the same way.
+
+    open slide -> plan (level, tissue, grid, units) -> decode workers || backend -> score grid
+    -> tiles.csv, heatmap.npy/png, overlay.png, detections.csv, tumor.geojson -> summary.json (last)
+
+Outputs go to `out_dir/<slide name>/`, each written atomically. While streaming, scores are journaled
+to tiles.csv.part so that `resume=True` continues an interrupted slide without rescoring, and skips a
+slide whose complete outputs were made with the same model and settings.
+
+    with open_backend("rd.onnx") as backend:
+        result = score_slide("tumor_001.tif", backend, Path("out"), RunSettings(stride=64))
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from fwrd.errors import FwrdError
+from fwrd.runtime.backends.base import Backend
+from fwrd.runtime.decode import DecodeWorkers
+from fwrd.runtime.infer import StreamTimes, run_stream
+from fwrd.runtime.outputs.colormap import score_range
+from fwrd.runtime.outputs.detections import default_radius, write_detections
+from fwrd.runtime.outputs.geojson import write_geojson
+from fwrd.runtime.outputs.heatmap import ScoreGrid
+from fwrd.runtime.outputs.overlay import save_overlay
+from fwrd.runtime.outputs.summary import SUMMARY, complete_summary, slide_score, versions, write_summary
+from fwrd.runtime.outputs.tiles import TileJournal, journal_path, read_journal, write_tiles_csv
+from fwrd.runtime.plan import SlidePlan, plan_slide
+from fwrd.runtime.settings import RunSettings
+from fwrd.slide.reader import Slide, open_slide
+
+THUMBNAIL_SIDE = 1024  # overlay.png long side at most (PNG encoding time grows with it)
+
+
+@dataclass
+class SlideResult:
+    """What happened to one slide; `summary` is the content of its summary.json (empty on failure)."""
+
+    name: str
+    path: Path
+    status: str  # "ok" | "skipped" (complete outputs already there) | "failed"
+    score: float | None = None
+    error: str = ""
+    out_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
+    """Score the slide at `slide_path` with `backend` into `out_dir/<slide name>/`.
+
+    Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; the outputs
+    of a failed slide never include a summary.json, so they never look complete.
+    """
+    began = time.perf_counter()
+    slide_path = Path(slide_path)
+    model_sha = str(getattr(backend, "model_sha256", "") or "")
+    run_key = settings.output_key(model_sha)
+    slide_dir = Path(out_dir) / slide_path.stem
+    if settings.resume:
+        done = complete_summary(slide_dir, run_key)
+        if done is not None:
+            return SlideResult(slide_path.stem, slide_path, "skipped", done.get("score"), "", slide_dir, done)
+
+    if slide_dir.is_dir():
+        (slide_dir / SUMMARY).unlink(missing_ok=True)  # being rescored: no longer looks complete
+
+    with open_slide(slide_path, mpp=settings.mpp) as slide:
+        t_open = time.perf_counter() - began
+        mark = time.perf_counter()
+        plan = plan_slide(slide, backend.config, settings)
+        t_tissue = time.perf_counter() - mark
+        slide_dir.mkdir(parents=True, exist_ok=True)
+
+        grid = ScoreGrid(plan.geometry)
+        journal_file = journal_path(slide_dir / "tiles.csv")
+        score_key = settings.score_key(model_sha)
+        resumed = _load_journal(journal_file, score_key, grid, plan) if settings.resume else 0
+        todo = plan.without(grid.is_scored(plan.points)) if resumed else plan
+
+        journal = TileJournal(journal_file, score_key, continue_existing=resumed > 0)
+        try:
+            times = _stream(slide, todo, backend, settings, grid, journal, resumed)
+        finally:
+            journal.close()
+
+        mark = time.perf_counter()
+        threshold = backend.config.threshold if settings.threshold is None else settings.threshold
+        summary = _write_outputs(slide, slide_dir, plan, grid, threshold, settings)
+        t_write = time.perf_counter() - mark + times.write
+
+    summary.update(
+        {
+            "backend": backend.name,
+            "device": backend.device,
+            "precision": backend.precision,
+            "batch_size": _batch_size(backend, settings),
+            "workers": settings.workers,
+            "reader": times.reader,
+            "tiles_resumed": resumed,
+            "tiles_this_run": times.tiles,
+            "tiles_per_s": round(times.tiles_per_s, 2),
+            "bottleneck": times.bottleneck if times.tiles else None,
+            "seconds": {
+                "open": round(t_open, 4),
+                "tissue": round(t_tissue, 4),
+                "decode": round(times.decode_busy, 4),
+                "decode_wait": round(times.wait_decode, 4),
+                "inference": round(times.inference, 4),
+                "write": round(t_write, 4),
+                "stream": round(times.wall, 4),
+                "total": round(time.perf_counter() - began, 4),
+            },
+            "model": {
+                "path": str(getattr(backend, "model_path", "")),
+                "sha256": model_sha,
+                "config": backend.config.to_dict(),
+            },
+            "settings": settings.to_dict(),
+            "versions": versions(),
+            "run_key": run_key,
+        }
+    )
+    write_summary(slide_dir, summary)
+    journal.discard()  # only now: a crash before the summary can still resume from the journal
+    return SlideResult(slide_path.stem, slide_path, "ok", summary["score"], "", slide_dir, summary)
+
+
+def _batch_size(backend: Backend, settings: RunSettings) -> int:
+    limit = backend.max_batch
+    return min(settings.batch_size, limit) if limit else settings.batch_size
+
+
+def _load_journal(path: Path, key: str, grid: ScoreGrid, plan: SlidePlan) -> int:
+    """Put the scores of an interrupted run into `grid`; returns how many (0: start afresh)."""
+    prior = read_journal(path, key)
+    if prior is None or len(prior[0]) == 0:
+        return 0
+    coords, scores = prior
+    g = plan.geometry
+    rows, cols = g.cells(coords)
+    on_lattice = (coords % g.stride == 0).all(axis=1)
+    inside = (rows >= 0) & (rows < grid.values.shape[0]) & (cols >= 0) & (cols < grid.values.shape[1])
+    if not (on_lattice & inside).all():
+        return 0  # not this grid: ignore the journal and rescore
+    planned = np.zeros(grid.values.shape, bool)
+    prow, pcol = g.cells(plan.points)
+    planned[prow, pcol] = True
+    keep = planned[rows, cols]
+    grid.add(coords[keep], scores[keep])
+    return int(grid.count)
+
+
+def _stream(
+    slide: Slide, todo: SlidePlan, backend: Backend, settings: RunSettings, grid: ScoreGrid,
+    journal: TileJournal, resumed: int,
+) -> StreamTimes:
+    def sink(coords: np.ndarray, scores: np.ndarray) -> None:
+        grid.add(coords, scores)
+        journal.append(coords, scores)
+
+    bar = tqdm(
+        total=todo.grid_total, initial=resumed, unit="tile", desc=slide.name, file=sys.stderr,
+        disable=not settings.progress, dynamic_ncols=True, leave=False, mininterval=0.5,
+    )
+    decode = DecodeWorkers(
+        todo, slide.path, batch_size=_batch_size(backend, settings), workers=settings.workers,
+        buffers=settings.buffer_count, prefer_direct=settings.prefer_direct,
+    )
+    try:
+        with decode:
+            times = run_stream(backend, decode, sink, on_progress=bar.update)
+    finally:
+        bar.close()
+    times.reader = decode.reader_kind
+    return times
+
+
+def _write_outputs(
+    slide: Slide, slide_dir: Path, plan: SlidePlan, grid: ScoreGrid, threshold: float, settings: RunSettings
+) -> dict[str, Any]:
+    if grid.count != plan.grid_total:
+        raise FwrdError(f"{slide.path}: scored {grid.count} of {plan.grid_total} tiles; outputs not written")
+    g = plan.geometry
+    scores = grid.scores()
+    lo, hi = score_range(grid.values, threshold)
+    write_tiles_csv(grid, slide_dir / "tiles.csv")
+    grid.save_npy(slide_dir / "heatmap.npy")
+    grid.save_png(slide_dir / "heatmap.png", lo, hi)
+    save_overlay(slide_dir / "overlay.png", thumbnail(slide), grid.values, g, lo, hi, threshold)
+    radius = settings.nms_radius or default_radius(g.stride)
+    detections = write_detections(slide_dir / "detections.csv", grid.values, g, radius)
+    features = write_geojson(slide_dir / "tumor.geojson", grid.values, g, threshold, slide.mpp)
+    tumor_cells = int(np.count_nonzero(scores >= threshold))
+    mpp = slide.mpp
+    finite = scores[np.isfinite(scores)]
+    return {
+        "slide": slide.name,
+        "path": str(slide.path),
+        "score": slide_score(scores, threshold),
+        "max_score": float(finite.max()) if finite.size else None,
+        "threshold": float(threshold),
+        "tiles_scored": int(grid.count),
+        "tiles_above_threshold": tumor_cells,
+        "tissue_area_mm2": plan.tissue_area_mm2(mpp),
+        "tumor_area_mm2": None if mpp is None else tumor_cells * (g.stride * mpp) ** 2 / 1e6,
+        "tumor_regions": len(features),
+        "detections": detections,
+        "nms_radius_cells": radius,
+        "level": plan.level,
+        "mpp": mpp,
+        "tile_size": plan.tile,
+        "stride": plan.stride,
+        "tile_level0": g.tile,
+        "stride_level0": g.stride,
+        "slide_dimensions": list(slide.dimensions),
+        "heatmap_shape": list(grid.values.shape),
+    }
+
+
+def thumbnail(slide: Slide, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """The whole slide as RGB, from the finest level whose long side is <= max_side (else the
+    coarsest level, shrunk)."""
+    fitting = [lvl for lvl, (w, h) in enumerate(slide.level_dimensions) if max(w, h) <= max_side]
+    level = fitting[0] if fitting else slide.level_count - 1
+    image = slide.read_level(level)
+    if max(image.shape[:2]) > max_side:
+        pil = Image.fromarray(image)
+        pil.thumbnail((max_side, max_side), Image.BILINEAR)
+        image = np.asarray(pil)
+    return image

@@ -1,0 +1,203 @@
+"""One open whole-slide image, read through OpenSlide (the general reader: SVS, TIFF, NDPI, MRXS, ...).
+
+`Slide` hides OpenSlide's RGBA images and its error states: regions come back as uint8 RGB with
+transparent or outside pixels painted white, and every failure a user can cause (missing file, not a
+slide, truncated data) becomes a one-line `fwrd.errors` exception.
+
+    with open_slide("tumor_001.tif", mpp=0.243) as slide:
+        level = slide.level_for_mpp(0.243)
+        tile = slide.read_region((1024, 2048), level, (256, 256))   # uint8 [256, 256, 3]
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import openslide
+
+from fwrd.errors import FwrdError, InputNotFound, SlideError
+
+MAX_LEVEL_PIXELS = 100_000_000  # read_level refuses more than this (a level-0 Camelyon slide is 20 G)
+DOWNSAMPLE_TOLERANCE = 0.01  # level_for_downsample accepts levels up to 1% coarser than asked
+MPP_TOLERANCE = 0.10  # level_for_mpp accepts a level within 10% of the asked resolution
+POW2_SNAP = 0.02  # level_downsample snaps to 2^k within 2% (padded pyramids, camelyon16.md)
+
+
+def snap_downsample(downsample: float) -> float:
+    """Return 2^k when `downsample` is within 2% of it, else `downsample` unchanged.
+
+    Pyramids padded to whole tiles (ASAP, Camelyon16) make OpenSlide's downsample, the mean of the
+    width and height ratios, slightly off the true 2^k; grids built on the raw value drift by pixels.
+    """
+    if downsample <= 0:
+        raise ValueError(f"downsample must be positive, got {downsample}")
+    power = 2.0 ** round(math.log2(downsample))
+    return power if abs(downsample / power - 1.0) <= POW2_SNAP else float(downsample)
+
+
+class Slide:
+    """An open slide; a context manager. Not thread-safe to share: open one per thread or process."""
+
+    def __init__(self, path: Path, handle: openslide.OpenSlide, mpp: float | None) -> None:
+        self.path = path
+        self.name = path.stem
+        self._osr: openslide.OpenSlide | None = handle
+        self.dimensions: tuple[int, int] = tuple(int(v) for v in handle.dimensions)  # type: ignore[assignment]
+        self.level_count: int = int(handle.level_count)
+        self.level_dimensions: list[tuple[int, int]] = [(int(w), int(h)) for w, h in handle.level_dimensions]
+        self.level_downsamples: list[float] = [float(d) for d in handle.level_downsamples]
+        self.properties: dict[str, str] = dict(handle.properties)
+        self.vendor: str = self.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
+        self.mpp: float | None = mpp if mpp is not None else _property_mpp(self.properties)
+
+    # -- resource --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the OpenSlide handle; safe to call twice."""
+        if self._osr is not None:
+            self._osr.close()
+            self._osr = None
+
+    def __enter__(self) -> "Slide":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self.dimensions
+        return f"Slide({self.name!r}, {w}x{h}, levels={self.level_count}, vendor={self.vendor}, mpp={self.mpp})"
+
+    @property
+    def _handle(self) -> openslide.OpenSlide:
+        if self._osr is None:
+            raise SlideError(f"{self.path}: slide is closed")
+        return self._osr
+
+    # -- pixels ----------------------------------------------------------------------------------
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """Read `size` (w, h) pixels of `level` whose top-left is `location` in level-0 pixels.
+
+        Returns uint8 [h, w, 3] RGB. Pixels outside the slide (or transparent ones) are white, as
+        they look on glass; partially transparent pixels are composited onto white.
+        """
+        self._check_level(level)
+        w, h = int(size[0]), int(size[1])
+        if w <= 0 or h <= 0:
+            raise SlideError(f"{self.path}: region size must be positive, got {w}x{h}")
+        try:
+            image = self._handle.read_region((int(location[0]), int(location[1])), level, (w, h))
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"{self.path}: cannot read pixels (truncated or corrupt file?): {exc}") from None
+        return rgba_to_rgb_on_white(np.asarray(image))
+
+    def read_level(self, level: int) -> np.ndarray:
+        """The whole level as uint8 RGB; refuses levels over 100 MP (use read_region or a coarser level)."""
+        self._check_level(level)
+        w, h = self.level_dimensions[level]
+        if w * h > MAX_LEVEL_PIXELS:
+            raise SlideError(
+                f"{self.path}: level {level} is {w}x{h} ({w * h / 1e6:.0f} MP); refusing to read more "
+                f"than {MAX_LEVEL_PIXELS / 1e6:.0f} MP at once"
+            )
+        return self.read_region((0, 0), level, (w, h))
+
+    # -- geometry --------------------------------------------------------------------------------
+    def level_downsample(self, level: int) -> float:
+        """Level-0 pixels per pixel of `level`, snapped to 2^k when within 2% (see snap_downsample)."""
+        self._check_level(level)
+        return snap_downsample(self.level_downsamples[level])
+
+    def level_for_downsample(self, downsample: float) -> int:
+        """The coarsest level at least as fine as `downsample` (its downsample <= downsample * 1.01).
+
+        Reading that level and shrinking never upsamples; the 1% slack accepts padded pyramids whose
+        level 6 reports 64.3 for a nominal 64. Level 0 when every level is coarser.
+        """
+        if not downsample > 0:
+            raise FwrdError(f"downsample must be positive, got {downsample}")
+        best = 0
+        for level, ds in enumerate(self.level_downsamples):
+            if ds <= downsample * (1.0 + DOWNSAMPLE_TOLERANCE):
+                best = level
+        return best
+
+    def level_for_mpp(self, mpp: float) -> int:
+        """The level whose resolution is within 10% of `mpp` microns per pixel; SlideError otherwise."""
+        if not mpp > 0:
+            raise FwrdError(f"microns per pixel must be positive, got {mpp}")
+        if self.mpp is None:
+            raise SlideError(f"{self.path}: the slide records no microns per pixel; pass --mpp to give it")
+        resolutions = [self.mpp * self.level_downsample(level) for level in range(self.level_count)]
+        level = min(range(self.level_count), key=lambda i: abs(math.log(resolutions[i] / mpp)))
+        if abs(resolutions[level] / mpp - 1.0) > MPP_TOLERANCE:
+            have = ", ".join(f"{r:.3g}" for r in resolutions)
+            raise SlideError(f"{self.path}: no level at {mpp:g} um/px (levels have {have} um/px)")
+        return level
+
+    def _check_level(self, level: int) -> None:
+        if not 0 <= int(level) < self.level_count:
+            raise SlideError(f"{self.path}: level {level} does not exist (the slide has {self.level_count})")
+
+
+def rgba_to_rgb_on_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite OpenSlide's (un-premultiplied) RGBA onto white; opaque pixels are copied unchanged."""
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha.astype(np.uint16)[..., None]
+    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _property_mpp(properties: dict[str, str]) -> float | None:
+    value = properties.get(openslide.PROPERTY_NAME_MPP_X)
+    try:
+        mpp = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return mpp if mpp is not None and math.isfinite(mpp) and mpp > 0 else None
+
+
+def _is_tiff(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        return False
+    return magic in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
+    """Open a slide OpenSlide can read; `mpp` overrides the file's microns per pixel (level 0).
+
+    Reads one pixel of the coarsest level so that a truncated file fails here, with one line,
+    instead of in the middle of a run.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFound(f"{path}: no such file")
+    if path.is_dir():
+        raise SlideError(f"{path}: is a folder, not a slide")
+    if mpp is not None:
+        mpp = float(mpp)
+        if not (math.isfinite(mpp) and mpp > 0):
+            raise FwrdError(f"microns per pixel must be positive, got {mpp}")
+    try:
+        handle = openslide.OpenSlide(str(path))
+    except openslide.OpenSlideUnsupportedFormatError:
+        hint = " (a TIFF, but truncated, corrupt or not tiled)" if _is_tiff(path) else ""
+        raise SlideError(f"{path}: not a slide OpenSlide can read{hint}") from None
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"{path}: corrupt or truncated slide: {exc}") from None
+    except OSError as exc:
+        raise SlideError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    slide = Slide(path, handle, mpp)
+    try:
+        slide.read_region((0, 0), slide.level_count - 1, (1, 1))
+    except SlideError:
+        slide.close()
+        raise SlideError(f"{path}: corrupt or truncated slide (its pixels cannot be read)") from None
+    return slide

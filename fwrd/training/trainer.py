@@ -1,0 +1,246 @@
+"""The FW-RD trainer: frozen teacher, bottleneck + student trained with the focal-distillation loss.
+
+Each epoch: one pass over the training patches (Adam, betas (0.5, 0.999)), then validation: patch
+scores (mean summed anomaly map, as at inference), patch AUROC and accuracy at the threshold that is best
+on validation. The best epoch by validation accuracy (the paper's rule; AUROC breaks ties) is `model.pt`,
+with that threshold in its config; the last epoch is `<name>.last.pt` (with the optimizer, for
+`--resume`); one JSON line per epoch goes to `<name>.history.jsonl`.
+
+    result = train(TrainSettings(train_dir="patches/", out="model.pt", epochs=5))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fwrd.config import FWRDConfig
+from fwrd.errors import CheckpointError, DataError, FwrdError
+from fwrd.evaluation.patches import best_threshold
+from fwrd.evaluation.roc import roc_auc
+from fwrd.model.anomaly_map import patch_score
+from fwrd.model.checkpoint import read_checkpoint, save_checkpoint
+from fwrd.model.network import ReverseDistillation
+from fwrd.model.preprocess import normalise_tiles
+from fwrd.model.weights import load_teacher_weights
+from fwrd.training.dataset import PatchDataset, PatchSet, load_patch_set, stratified_split
+from fwrd.training.loss import focal_distillation_loss
+
+
+@dataclass
+class TrainSettings:
+    train_dir: Path
+    out: Path
+    val_dir: Path | None = None
+    epochs: int = 50  # paper (the reference code: 10)
+    batch_size: int = 32
+    lr: float = 1e-5  # paper (the reference code: 1e-6)
+    alpha: float = 0.1
+    gamma: float = 2.0
+    teacher_weights: str = "imagenet"
+    architecture: str = "fwrd"
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    val_fraction: float = 0.2
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.train_dir = Path(self.train_dir)
+        self.out = Path(self.out)
+        self.val_dir = Path(self.val_dir) if self.val_dir else None
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise FwrdError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.lr > 0:
+            raise FwrdError("--lr must be positive")
+        if not 0 < self.alpha < 1:
+            raise FwrdError("--alpha must lie strictly between 0 and 1")
+        if self.gamma < 0:
+            raise FwrdError("--gamma must be >= 0")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    val_auroc: float | None
+    val_accuracy: float
+    val_threshold: float
+    seconds: float
+    patches_per_second: float
+    best: bool
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    """`model.pt` -> `model.last.pt`, `model.history.jsonl`."""
+    return out.with_name(out.stem + suffix)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FwrdError("--device cuda asked for, but this PyTorch has no usable CUDA device")
+    return torch.device(name)
+
+
+def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
+    """Train and write `model.pt`, `model.last.pt`, `model.history.jsonl`; returns the epoch records."""
+    torch.manual_seed(settings.seed)
+    train_set, val_set = _datasets(settings)
+    device = resolve_device(settings.device)
+    log(
+        f"training on {train_set.n_normal} normal + {train_set.n_tumor} tumor patches of "
+        f"{train_set.tile_size} px, validating on {val_set.n_normal} + {val_set.n_tumor}, device {device}"
+    )
+    state = _initial_state(settings, train_set)
+    model, config, optimizer, start_epoch, best_key, history = (
+        state["model"], state["config"], state["optimizer"], state["epoch"], state["best_key"], state["history"]
+    )
+    model.to(device)
+    _optimizer_to(optimizer, device)
+    loader = torch.utils.data.DataLoader(
+        PatchDataset(train_set),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        num_workers=settings.workers,
+        drop_last=False,
+        generator=torch.Generator().manual_seed(settings.seed + start_epoch),
+    )
+    history_path = sidecar(settings.out, ".history.jsonl")
+    records: list[EpochRecord] = []
+    for epoch in range(start_epoch + 1, settings.epochs + 1):
+        started = time.perf_counter()
+        loss = _train_epoch(model, loader, optimizer, config, device, epoch, settings)
+        seconds = time.perf_counter() - started
+        scores = score_patches(model, val_set, config, device, settings.batch_size)
+        is_tumor = val_set.labels == 0
+        threshold, accuracy = best_threshold(is_tumor, scores)
+        auroc = roc_auc(is_tumor, scores) if 0 < is_tumor.sum() < len(is_tumor) else None
+        key = (accuracy, -1.0 if auroc is None else auroc)
+        is_best = best_key is None or key > tuple(best_key)
+        record = EpochRecord(
+            epoch, loss, auroc, accuracy, threshold, seconds, len(train_set.files) / seconds, is_best
+        )
+        records.append(record)
+        history.append(asdict(record))
+        if is_best:
+            best_key = key
+            config = config.replace(threshold=float(threshold))
+            save_checkpoint(settings.out, model, config, epoch=epoch, metrics=asdict(record))
+        save_checkpoint(
+            sidecar(settings.out, ".last.pt"), model, config,
+            epoch=epoch, optimizer=optimizer.state_dict(), best_key=list(best_key), history=history,
+        )
+        _append_line(history_path, asdict(record))
+        shown = "n/a" if auroc is None else f"{auroc:.4f}"
+        log(
+            f"epoch {epoch}/{settings.epochs}: loss {loss:.4f}, val AUROC {shown}, accuracy "
+            f"{accuracy:.4f} at threshold {threshold:.4f}, "
+            f"{record.patches_per_second:.1f} patches/s{' (best)' if is_best else ''}"
+        )
+    return records
+
+
+@torch.no_grad()
+def score_patches(model: ReverseDistillation, patches: PatchSet, config: FWRDConfig, device: torch.device,
+                  batch_size: int = 32) -> np.ndarray:
+    """FW-RD patch scores (higher = more anomalous = tumor) of every patch, in file order."""
+    model.eval()
+    loader = torch.utils.data.DataLoader(PatchDataset(patches), batch_size=batch_size, shuffle=False)
+    scores = []
+    for tiles, _ in loader:
+        teacher, student = model(normalise_tiles(tiles.to(device), config))
+        scores.append(patch_score(teacher, student, config.tile_size).cpu().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+
+def _train_epoch(model, loader, optimizer, config, device, epoch, settings) -> float:
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not settings.progress)
+    for tiles, labels in bar:
+        teacher, student = model(normalise_tiles(tiles.to(device), config))
+        loss = focal_distillation_loss(teacher, student, labels.to(device), config.alpha, config.gamma)
+        if not torch.isfinite(loss):
+            raise FwrdError(f"loss became {loss.item()} in epoch {epoch}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(labels)
+        count += len(labels)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(count, 1)
+
+
+def _datasets(settings: TrainSettings) -> tuple[PatchSet, PatchSet]:
+    patches = load_patch_set(settings.train_dir)
+    if settings.val_dir is not None:
+        val = load_patch_set(settings.val_dir)
+        if val.tile_size != patches.tile_size:
+            raise DataError(f"validation patches are {val.tile_size} px, training patches {patches.tile_size} px")
+        return patches, val
+    if len(patches.files) < 4:
+        raise DataError(f"{settings.train_dir}: too few patches ({len(patches.files)}) to hold out a validation set")
+    return stratified_split(patches, settings.val_fraction, settings.seed)
+
+
+def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]:
+    last = sidecar(settings.out, ".last.pt")
+    if settings.resume:
+        if not last.is_file():
+            raise CheckpointError(f"--resume: no {last} to resume from")
+        data = read_checkpoint(last)
+        from fwrd.model.checkpoint import load_checkpoint
+
+        model, config = load_checkpoint(last)
+        if config.tile_size != patches.tile_size:
+            raise DataError(f"--resume: checkpoint is for {config.tile_size} px tiles, patches are {patches.tile_size} px")
+        optimizer = _optimizer(model, settings)
+        optimizer.load_state_dict(data["optimizer"])
+        return {
+            "model": model, "config": config, "optimizer": optimizer, "epoch": int(data["epoch"]),
+            "best_key": data.get("best_key"), "history": list(data.get("history", [])),
+        }
+    model = ReverseDistillation(settings.architecture)
+    teacher_label = load_teacher_weights(model.teacher, settings.teacher_weights)
+    mpp = patches.mpp
+    config = FWRDConfig(
+        tile_size=patches.tile_size, level=patches.level, mpp=mpp, alpha=settings.alpha, gamma=settings.gamma,
+        architecture=settings.architecture, teacher_weights=teacher_label,
+    )
+    history_path = sidecar(settings.out, ".history.jsonl")
+    if history_path.exists():
+        history_path.unlink()
+    return {"model": model, "config": config, "optimizer": _optimizer(model, settings), "epoch": 0,
+            "best_key": None, "history": []}
+
+
+def _optimizer(model: ReverseDistillation, settings: TrainSettings) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.trainable_parameters(), lr=settings.lr, betas=(0.5, 0.999))
+
+
+def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                state[k] = v.to(device)
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    with open(path, "a") as fh:
+        fh.write(json.dumps(clean) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,39 @@
+"""Shared fixtures. Keep them session-scoped and cheap: other test modules reuse them."""
+
+from __future__ import annotations
+
+import pytest
+
+from fwrd.slide.synthetic import Cohort, SyntheticSlide, make_cohort, make_synthetic_slide
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:
+    """2 tumor + 1 normal Aperio .svs slides of 2048 x 2048 (tumor_001 has a `_2` exclusion hole),
+    with annotations/, masks/ and reference.csv, made once per test session (~1 s)."""
+    return make_cohort(tmp_path_factory.mktemp("cohort"), n_tumor=2, n_normal=1, width=2048, height=2048,
+                       fmt="svs", seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_tif(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSlide:
+    """A generic pyramidal BigTIFF tumor slide whose size (1000 x 776) is not a multiple of its
+    128 px file tiles, with an exclusion hole."""
+    folder = tmp_path_factory.mktemp("tif")
+    return make_synthetic_slide(folder / "odd_001.tif", width=1000, height=776, fmt="tif", file_tile=128,
+                                seed=3, exclusion=True)
+
+
+# --- fwrd.runtime: a stand-in for the exported model (tests/onnx_standin.py) ----------------------
+@pytest.fixture(scope="session")
+def standin_model(tmp_path_factory):
+    """A tiny fwrd-format ONNX model on 64 px tiles at 0.243 um/px (score = mean darkness)."""
+    from fwrd.config import FWRDConfig
+    from onnx_standin import build_standin
+
+    folder = tmp_path_factory.mktemp("standin")
+    return build_standin(folder / "standin.onnx", FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35))
+
+
+# --- a trained model and its exports (tests/model_fixtures.py) --------------------------------------
+from model_fixtures import demo_patches, exported_fp16, exported_fp32, exported_int8, trained  # noqa: E402,F401

@@ -1,0 +1,111 @@
+"""A tiny ONNX graph with fwrd's exact inputs, outputs and metadata, for backend and builder tests.
+
+It mimics the real graph's structure at toy size: uint8 NHWC input cast and scaled inside the graph, a
+"teacher" conv and a "student" 1x1 conv (optionally in fp16, like the fp16 export), then the per-pixel
+(1 - cosine) map in fp32 at a quarter of the tile size (`amap`) and its mean (`score`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from fwrd import __version__
+from fwrd.config import (
+    FORMAT_TAG, INPUT_NAME, META_CHECKPOINT_SHA256, META_CONFIG, META_FORMAT, META_PRECISION, META_VERSION,
+    OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig,
+)
+
+
+def tiny_model(tile_size: int = 32, precision: str = "fp32", *, extra_op: str | None = None,
+               seed: int = 0) -> onnx.ModelProto:
+    """fwrd I/O: `tiles` uint8 [batch, T, T, 3] -> `score` [batch], `amap` [batch, T/4, T/4]."""
+    rng = np.random.default_rng(seed)
+    conv_type = np.float16 if precision == "fp16" else np.float32
+    onnx_conv = TensorProto.FLOAT16 if precision == "fp16" else TensorProto.FLOAT
+    inits = [
+        numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 4, 4)).astype(conv_type), "w_teacher"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (8,)).astype(conv_type), "b_teacher"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 1, 1)).astype(conv_type), "w_student"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis_c"),
+        numpy_helper.from_array(np.array(1e-8, np.float32), "eps"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+    ]
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["x_f"], to=TensorProto.FLOAT, name="cast_in"),
+        helper.make_node("Transpose", ["x_f"], ["x_nchw"], perm=[0, 3, 1, 2], name="to_nchw"),
+        helper.make_node("Mul", ["x_nchw", "scale"], ["x01"], name="scale_01"),
+        helper.make_node("Cast", ["x01"], ["x_c"], to=onnx_conv, name="cast_conv"),
+        helper.make_node("Conv", ["x_c", "w_teacher", "b_teacher"], ["t_pre"], strides=[4, 4],
+                         kernel_shape=[4, 4], name="teacher_conv"),
+        helper.make_node("Relu", ["t_pre"], ["t_c"], name="teacher_relu"),
+        helper.make_node("Conv", ["t_c", "w_student"], ["s_pre"], kernel_shape=[1, 1], name="student_conv"),
+        helper.make_node("Relu", ["s_pre"], ["s_c"], name="student_relu"),
+        helper.make_node("Cast", ["t_c"], ["t"], to=TensorProto.FLOAT, name="cast_t"),
+        helper.make_node("Cast", ["s_c"], ["s"], to=TensorProto.FLOAT, name="cast_s"),
+        helper.make_node("Mul", ["t", "s"], ["ts"], name="cos_prod"),
+        helper.make_node("ReduceSum", ["ts", "axis_c"], ["dot"], keepdims=0, name="cos_dot"),
+        helper.make_node("Mul", ["t", "t"], ["tt"], name="t_sq"),
+        helper.make_node("ReduceSum", ["tt", "axis_c"], ["tn2"], keepdims=0, name="t_sumsq"),
+        helper.make_node("Sqrt", ["tn2"], ["tn"], name="t_norm"),
+        helper.make_node("Mul", ["s", "s"], ["ss"], name="s_sq"),
+        helper.make_node("ReduceSum", ["ss", "axis_c"], ["sn2"], keepdims=0, name="s_sumsq"),
+        helper.make_node("Sqrt", ["sn2"], ["sn"], name="s_norm"),
+        helper.make_node("Mul", ["tn", "sn"], ["den0"], name="norm_prod"),
+        helper.make_node("Max", ["den0", "eps"], ["den"], name="norm_clip"),
+        helper.make_node("Div", ["dot", "den"], ["cos"], name="cos_div"),
+        helper.make_node("Sub", ["one", "cos"], [OUTPUT_AMAP], name="one_minus_cos"),
+        helper.make_node("ReduceMean", [OUTPUT_AMAP], [OUTPUT_SCORE], axes=[1, 2], keepdims=0,
+                         name="score_mean"),
+    ]
+    opsets = [helper.make_opsetid("", 17)]
+    if extra_op:  # an op TensorRT's parser has no importer for, on the output path
+        nodes.append(helper.make_node(extra_op, [OUTPUT_SCORE], ["extra"], domain="fwrd.test", name="mystery"))
+        opsets.append(helper.make_opsetid("fwrd.test", 1))
+    a = tile_size // 4
+    outputs = [
+        helper.make_tensor_value_info(OUTPUT_SCORE, TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info(OUTPUT_AMAP, TensorProto.FLOAT, ["batch", a, a]),
+    ]
+    if extra_op:
+        outputs.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["batch"]))
+    graph = helper.make_graph(
+        nodes, "tiny_rd",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", tile_size, tile_size, 3])],
+        outputs, inits,
+    )
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="fwrd-tests")
+    model.ir_version = 8
+    helper.set_model_props(model, {
+        META_CONFIG: FWRDConfig(tile_size=tile_size, mpp=0.243, threshold=0.5).to_json(),
+        META_VERSION: __version__,
+        META_CHECKPOINT_SHA256: "0" * 64,
+        META_PRECISION: precision,
+        META_FORMAT: FORMAT_TAG,
+    })
+    return model
+
+
+def write_tiny_model(path: Path, tile_size: int = 32, precision: str = "fp32", **kwargs) -> Path:
+    path = Path(path)
+    onnx.save(tiny_model(tile_size, precision, **kwargs), str(path))
+    return path
+
+
+def ort_reference(path: Path, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Score and amap straight from ONNX Runtime on CPU: what the TensorRT backend must reproduce."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    score, amap = session.run([OUTPUT_SCORE, OUTPUT_AMAP], {INPUT_NAME: tiles})
+    return score, amap
+
+
+def random_tiles(n: int, tile_size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, tile_size, tile_size, 3), dtype=np.uint8)

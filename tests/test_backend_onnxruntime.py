@@ -1,0 +1,183 @@
+"""ONNX Runtime backend and open_backend dispatch, on the stand-in model (tests/onnx_standin.py)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto
+from onnx_standin import build_standin, reference_scores
+
+from fwrd.config import FORMAT_TAG, META_CONFIG, META_FORMAT, FWRDConfig
+from fwrd.errors import DependencyMissing, InputNotFound, ModelError
+from fwrd.runtime.backends import open_backend
+from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend, choose_providers, physical_cores
+
+CONFIG = FWRDConfig(tile_size=32, mpp=0.5, threshold=0.4)
+
+
+def _tiles(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    return build_standin(tmp_path_factory.mktemp("ort") / "m.onnx", CONFIG)
+
+
+def test_scores_match_numpy_reference_at_any_batch(small_model):
+    backend = open_backend(small_model, threads=1)
+    assert backend.name == "onnxruntime" and backend.config == CONFIG and backend.precision == "fp32"
+    assert backend.device.startswith("cpu") and len(backend.model_sha256) == 64
+    tiles = _tiles(5)
+    score, amap = backend.infer(tiles)
+    want_score, want_amap = reference_scores(tiles)
+    assert score.dtype == np.float32 and score.shape == (5,) and amap.shape == (5, 8, 8)
+    np.testing.assert_allclose(score, want_score, atol=1e-6)
+    np.testing.assert_allclose(amap, want_amap, atol=1e-6)
+    single = np.concatenate([backend.infer(tiles[i:i + 1])[0] for i in range(5)])
+    np.testing.assert_allclose(single, score, atol=1e-6)
+
+
+def test_run_batches_yields_tags_in_order(small_model):
+    backend = open_backend(small_model, threads=1)
+    batches = [(k, _tiles(3, seed=k)) for k in range(4)]
+    out = list(backend.run_batches(iter(batches)))
+    assert [tag for tag, _, _ in out] == [0, 1, 2, 3]
+    for (_, tiles), (_, score, _) in zip(batches, out):
+        np.testing.assert_allclose(score, reference_scores(tiles)[0], atol=1e-6)
+
+
+def test_fixed_batch_model_is_fed_in_padded_chunks(tmp_path):
+    path = build_standin(tmp_path / "fixed.onnx", CONFIG, batch=4)
+    backend = OnnxRuntimeBackend(path, threads=1)
+    assert backend.max_batch == 4
+    tiles = _tiles(6, seed=3)
+    score, amap = backend.infer(tiles)
+    assert score.shape == (6,) and amap.shape == (6, 8, 8)
+    np.testing.assert_allclose(score, reference_scores(tiles)[0], atol=1e-6)
+
+
+def test_wrong_tiles_are_refused(small_model):
+    backend = open_backend(small_model, threads=1)
+    with pytest.raises(ValueError, match="uint8 tiles of shape"):
+        backend.infer(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[batch, 32, 32, 3\]"):
+        backend.infer(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_model_with_other_input_is_refused(tmp_path):
+    path = build_standin(tmp_path / "float.onnx", CONFIG, input_dtype=TensorProto.FLOAT)
+    with pytest.raises(ModelError, match="input 'tiles' is float32.*uint8"):
+        open_backend(path)
+
+
+def test_model_without_fwrd_metadata_is_refused(tmp_path):
+    path = build_standin(tmp_path / "plain.onnx", CONFIG, metadata={"author": "someone"})
+    with pytest.raises(ModelError, match="not an fwrd model"):
+        open_backend(path)
+    path = build_standin(tmp_path / "badcfg.onnx", CONFIG, metadata={META_FORMAT: FORMAT_TAG, META_CONFIG: "{"})
+    with pytest.raises(ModelError, match="bad fwrd.config"):
+        open_backend(path)
+
+
+def test_not_a_model_and_missing_model(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 definitely not protobuf" * 10)
+    with pytest.raises(ModelError, match="junk.onnx: not an ONNX model"):
+        open_backend(junk)
+    with pytest.raises(InputNotFound, match="model not found"):
+        open_backend(tmp_path / "missing.onnx")
+
+
+def test_provider_preference():
+    all_three = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(all_three) == all_three
+    assert choose_providers(["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers(all_three, "cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(DependencyMissing, match="no CUDAExecutionProvider"):
+        choose_providers(["CPUExecutionProvider"], "cuda")
+    with pytest.raises(ModelError):
+        choose_providers(all_three, "tpu")
+
+
+def test_failing_gpu_provider_falls_back_to_cpu(small_model, monkeypatch, tmp_path):
+    tried = []
+    real = ort.InferenceSession
+
+    def fake_session(path, options, providers):
+        tried.append(list(providers))
+        if providers[0] != "CPUExecutionProvider":
+            raise RuntimeError("CUDA driver missing")
+        return real(path, options, providers=providers)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", fake_session)
+    backend = OnnxRuntimeBackend(small_model, threads=1)
+    assert [t[0] if isinstance(t[0], str) else t[0][0] for t in tried] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    name, options = tried[0][0]  # the TensorRT EP keeps its engines between runs
+    assert options["trt_engine_cache_enable"] and options["trt_engine_cache_path"].startswith(str(tmp_path))
+    assert backend.providers == ["CPUExecutionProvider"]
+
+
+def test_threads_default_to_physical_cores(small_model):
+    assert physical_cores() >= 1
+    assert f"({physical_cores()} threads)" in OnnxRuntimeBackend(small_model).device
+    assert "(1 threads)" in OnnxRuntimeBackend(small_model, threads=1).device
+
+
+def _fake_tensorrt(monkeypatch, available=True, reason="ok"):
+    calls = []
+    module = types.ModuleType("fwrd.runtime.backends.tensorrt")
+
+    class FakeBackend:
+        name, device, precision, config, max_batch = "tensorrt", "cuda:0", "fp16", CONFIG, 64
+
+        @classmethod
+        def from_plan(cls, path, batch_size):
+            calls.append((path, batch_size))
+            return cls()
+
+    module.TensorRTBackend = FakeBackend
+    module.tensorrt_status = lambda: (available, reason)
+    monkeypatch.setitem(sys.modules, "fwrd.runtime.backends.tensorrt", module)
+    return calls
+
+
+def test_engine_dispatches_to_tensorrt(tmp_path, monkeypatch):
+    plan = tmp_path / "rd.plan"
+    plan.write_bytes(b"engine bytes")
+    calls = _fake_tensorrt(monkeypatch)
+    backend = open_backend(plan, "auto", batch_size=32)
+    assert calls == [(plan, 32)] and backend.name == "tensorrt"
+    assert backend.model_sha256 and backend.model_path == plan
+    open_backend(plan, "tensorrt", batch_size=8)
+    assert calls[-1] == (plan, 8)
+
+
+def test_tensorrt_unavailable_says_why(tmp_path, monkeypatch):
+    plan = tmp_path / "rd.plan"
+    plan.write_bytes(b"engine bytes")
+    _fake_tensorrt(monkeypatch, available=False, reason="TensorRT is not installed: pip install fwrd[gpu]")
+    with pytest.raises(DependencyMissing, match="rd.plan: TensorRT is not installed"):
+        open_backend(plan)
+
+
+def test_backend_and_file_kind_must_agree(tmp_path, small_model):
+    plan = tmp_path / "rd.plan"
+    plan.write_bytes(b"engine bytes")
+    with pytest.raises(ModelError, match="runs on the tensorrt backend"):
+        open_backend(plan, "onnxruntime")
+    with pytest.raises(ModelError, match="tensorrt backend runs an engine"):
+        open_backend(small_model, "tensorrt")
+    with pytest.raises(ModelError, match="unknown backend"):
+        open_backend(small_model, "cuda")

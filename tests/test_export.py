@@ -1,0 +1,126 @@
+"""fwrd-export: one self-contained graph per precision, verified against PyTorch before it is written."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from fwrd.cli.export import command as export_cmd
+from fwrd.config import FORMAT_TAG, META_CHECKPOINT_SHA256, META_CONFIG, META_FORMAT, META_PRECISION, FWRDConfig
+from fwrd.export import verify
+from fwrd.export.pipeline import ExportSettings, export_model
+from fwrd.export.verify import GATES, onnx_scores, reference_scores
+from fwrd.model import load_checkpoint
+from fwrd.model.checkpoint import file_sha256
+
+pytestmark = pytest.mark.slow
+
+
+def test_fp32_graph_is_one_file_with_fwrd_io_and_metadata(exported_fp32, trained):
+    result, _ = exported_fp32
+    graph = onnx.load(str(result.onnx), load_external_data=False)
+    assert not list(result.onnx.parent.glob("*.data")), "no external-data sidecar"
+    inputs = {i.name: i for i in graph.graph.input}
+    assert list(inputs) == ["tiles"]
+    tensor = inputs["tiles"].type.tensor_type
+    assert tensor.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value or d.dim_param for d in tensor.shape.dim][1:] == [64, 64, 3]
+    assert [o.name for o in graph.graph.output] == ["score", "amap"]
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta[META_FORMAT] == FORMAT_TAG and meta[META_PRECISION] == "fp32"
+    assert meta[META_CHECKPOINT_SHA256] == file_sha256(trained[0])
+    _, config = load_checkpoint(trained[0])
+    assert FWRDConfig.from_json(meta[META_CONFIG]) == config
+
+
+def test_fp32_matches_pytorch_at_batch_1_and_more(exported_fp32, trained):
+    result, lines = exported_fp32
+    assert result.report.passed and result.report.max_rel_delta <= 1e-4
+    assert result.report.batches == (1, 8)
+    assert any("Spearman" in line for line in lines), "the measured figures are printed"
+    model, config = load_checkpoint(trained[0])
+    tiles = np.random.default_rng(5).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    ref = reference_scores(model, config, tiles)
+    for batch in (1, 5):
+        got = onnx_scores(result.onnx, tiles, batch)
+        assert np.max(np.abs(got - ref) / np.abs(ref)) <= 1e-4
+
+
+def test_amap_is_the_summed_map_at_a_quarter(exported_fp32, trained):
+    import torch
+
+    from fwrd.model.anomaly_map import summed_anomaly_map
+    from fwrd.model.preprocess import normalise_tiles
+
+    result, _ = exported_fp32
+    model, config = load_checkpoint(trained[0])
+    tiles = np.random.default_rng(6).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    session = verify.cpu_session(result.onnx)
+    score, amap = session.run(None, {"tiles": tiles})
+    with torch.no_grad():
+        t, s = model(normalise_tiles(torch.from_numpy(tiles), config))
+        expected = summed_anomaly_map(t, s, 16).numpy()
+    assert amap.shape == (2, 16, 16)
+    np.testing.assert_allclose(amap, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fp16_gate_and_report(exported_fp16):
+    result, _ = exported_fp16
+    report = result.report
+    gate = GATES["fp16"]
+    assert report.passed
+    assert report.max_abs_delta <= gate.max_abs_delta and report.spearman >= gate.min_spearman
+    assert report.auroc_reference is not None and abs(report.auroc_exported - report.auroc_reference) <= gate.max_auroc_change
+    written = json.loads((result.onnx.parent / (result.onnx.name + ".json")).read_text())
+    assert written["verification"]["precision"] == "fp16"
+    graph = onnx.load(str(result.onnx))
+    conv_types = {i.type.tensor_type.elem_type for i in graph.graph.initializer if i.name.endswith("weight")}
+    assert onnx.TensorProto.FLOAT16 in conv_types, "the convolution stack runs in half precision"
+
+
+def test_int8_gate_and_speed_figures_recorded(exported_int8, exported_fp32):
+    result, _ = exported_int8
+    assert result.report.passed and result.report.precision == "int8"
+    assert result.size_bytes < exported_fp32[0].size_bytes / 2
+    graph = onnx.load(str(result.onnx))
+    assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
+
+
+def test_failed_gate_exits_non_zero_and_writes_nothing(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(GATES, "fp32", verify.Gate(max_abs_delta=0.0, max_rel_delta=0.0, min_spearman=1.1,
+                                                  max_auroc_change=0.0))
+    out = tmp_path / "rd.onnx"
+    result = CliRunner().invoke(export_cmd, [str(trained[0]), "-o", str(out), "--precision", "fp32"])
+    assert result.exit_code != 0
+    assert "failed its accuracy gate" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"not a checkpoint", "not a PyTorch checkpoint"),
+    (b"PK\x03\x04truncated", "truncated or corrupt"),
+])
+def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(content)
+    result = CliRunner().invoke(export_cmd, [str(bad), "-o", str(tmp_path / "rd.onnx")])
+    assert result.exit_code != 0 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "rd.onnx").exists()
+
+
+def test_engine_without_tensorrt_is_one_clear_line(exported_fp32, trained, tmp_path):
+    result = CliRunner().invoke(export_cmd, [str(trained[0]), "-o", str(tmp_path / "rd.onnx"), "--precision", "fp32",
+                                             "--engine", str(tmp_path / "rd.plan")])
+    assert result.exit_code != 0
+    assert "pip install" in result.output and "fwrd[gpu]" in result.output
+    assert not (tmp_path / "rd.plan").exists()
+
+
+def test_export_settings_reject_bad_batch_range(tmp_path):
+    from fwrd.errors import FwrdError
+
+    with pytest.raises(FwrdError, match="min-batch"):
+        ExportSettings(checkpoint=tmp_path / "m.pt", output=tmp_path / "rd.onnx", min_batch=8, opt_batch=4)

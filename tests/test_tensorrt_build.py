@@ -1,0 +1,272 @@
+"""The TensorRT engine builder against the fake TensorRT 10.8 / 10.13 / 11 (not a real GPU)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from fakes import fake_trt, install  # noqa: F401  (fixtures)
+from fakes.fake_cuda import FakeGPU
+from fakes.tiny_model import write_tiny_model
+
+from fwrd import __version__
+from fwrd.config import FORMAT_TAG, META_FORMAT
+from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
+from fwrd.export.tensorrt_build import build_engine
+from fwrd.runtime.backends.tensorrt import MANIFEST_FORMAT, manifest_path
+
+NORM_LAYERS = {"cos_prod", "cos_dot", "t_sq", "t_sumsq", "t_norm", "s_sq", "s_sumsq", "s_norm", "norm_prod",
+               "norm_clip", "cos_div", "one_minus_cos", "score_mean"}
+
+
+def _build(tmp_path: Path, graph: str = "fp16", **kwargs) -> tuple[dict, list[str]]:
+    lines: list[str] = []
+    onnx_path = tmp_path / "rd.onnx"
+    if not onnx_path.exists():
+        write_tiny_model(onnx_path, precision=graph)
+    kwargs.setdefault("opt_batch", 4)
+    kwargs.setdefault("max_batch", 8)
+    return build_engine(onnx_path, tmp_path / "rd.plan", log=lines.append, **kwargs), lines
+
+
+def test_fp16_graph_uses_the_flags_each_version_has(fake_trt, tmp_path):
+    manifest, lines = _build(tmp_path)
+    rec = fake_trt.state.builds[-1]
+    assert rec.succeeded and not rec.explicit_batch
+    assert rec.workspace == 4 * 2**30
+    assert rec.profiles == [{"tiles": [(1, 32, 32, 3), (4, 32, 32, 3), (8, 32, 32, 3)]}]
+    if fake_trt.trt.__version__ == "10.8.0":  # no STRONGLY_TYPED: FP16 flag + fp32 norm layers
+        assert manifest["precision_mode"] == "fp16-flag"
+        assert rec.network_flags == 0 and not rec.strongly_typed
+        assert rec.builder_flags == {"FP16", "OBEY_PRECISION_CONSTRAINTS"}
+        assert set(rec.fp32_layers) == NORM_LAYERS == set(rec.fp32_output_layers)
+    else:  # 10.13 and 11: the graph's own types, no precision flags at all
+        assert manifest["precision_mode"] == "strongly-typed"
+        assert rec.network_flags == 1 << 1 and rec.strongly_typed
+        assert rec.builder_flags == set() and rec.fp32_layers == []
+    assert rec.phases == ["Building engine", "Tactic selection"] and rec.steps > 0
+    assert any(line.startswith("TensorRT build: Building engine") for line in lines)
+
+
+def test_fp32_graph_to_fp16_engine(fake_trt, tmp_path):
+    if fake_trt.trt.__version__.startswith("11"):
+        with pytest.raises(ModelError, match=r"strongly typed networks only.*--precision fp16"):
+            _build(tmp_path, graph="fp32")
+        assert not (tmp_path / "rd.plan").exists()
+        return
+    manifest, _ = _build(tmp_path, graph="fp32")
+    rec = fake_trt.state.builds[-1]
+    assert manifest["precision_mode"] == "fp16-flag" and manifest["precision"] == "fp16"
+    assert rec.builder_flags == {"FP16", "OBEY_PRECISION_CONSTRAINTS"} and not rec.strongly_typed
+    assert set(manifest["fp32_layers"]) == NORM_LAYERS  # the convolutions stay free to use fp16
+
+
+def test_fp32_engine(fake_trt, tmp_path):
+    manifest, _ = _build(tmp_path, graph="fp32", precision="fp32")
+    rec = fake_trt.state.builds[-1]
+    assert rec.builder_flags == set() and rec.fp32_layers == []
+    expected = "fp32" if fake_trt.trt.__version__ == "10.8.0" else "strongly-typed"
+    assert manifest["precision_mode"] == expected
+    with pytest.raises(ModelError, match="the graph is fp16"):
+        build_engine(write_tiny_model(tmp_path / "h.onnx", precision="fp16"), tmp_path / "h.plan",
+                     precision="fp32", log=lambda _: None)
+
+
+def test_manifest_records_what_the_runtime_checks(fake_trt, tmp_path):
+    manifest, _ = _build(tmp_path, min_batch=2, timing_cache=tmp_path / "tc.bin")
+    plan = tmp_path / "rd.plan"
+    on_disk = json.loads(manifest_path(plan).read_text())
+    assert on_disk == manifest
+    assert manifest["format"] == MANIFEST_FORMAT and manifest["fwrd_version"] == __version__
+    assert manifest["tensorrt_version"] == fake_trt.trt.__version__
+    assert manifest["gpu"] == {"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    assert manifest["onnx"]["sha256"] == hashlib.sha256((tmp_path / "rd.onnx").read_bytes()).hexdigest()
+    assert manifest["plan_sha256"] == hashlib.sha256(plan.read_bytes()).hexdigest()
+    assert manifest["profile"] == {"min": [2, 32, 32, 3], "opt": [4, 32, 32, 3], "max": [8, 32, 32, 3]}
+    assert manifest["precision"] == "fp16" and manifest["tile_size"] == 32
+    assert manifest["config"]["tile_size"] == 32 and manifest["config"]["threshold"] == 0.5
+    assert manifest["onnx_metadata"][META_FORMAT] == FORMAT_TAG
+    assert manifest["timing_cache"] == str(tmp_path / "tc.bin")
+
+
+def test_timing_cache_is_saved_and_reused(fake_trt, tmp_path):
+    cache = tmp_path / "cache" / "rd.timing"
+    _build(tmp_path, timing_cache=cache)
+    first = fake_trt.state.builds[-1]
+    assert cache.is_file() and first.timing_misses == 2 and first.timing_hits == 0
+    _, lines = _build(tmp_path, timing_cache=cache)
+    second = fake_trt.state.builds[-1]
+    assert second.timing_hits == 2 and second.timing_misses == 0
+    assert f"reusing timing cache {cache}" in lines
+    assert not list(cache.parent.glob(".*tmp"))
+
+
+def test_unusable_timing_cache_starts_fresh(monkeypatch, tmp_path):
+    cache = tmp_path / "rd.timing"
+    cache.write_bytes(b"not a timing cache")
+    env = install(monkeypatch, "10.13.0")
+    _, lines = _build(tmp_path, timing_cache=cache)
+    assert any("starting a new one" in line for line in lines)
+    assert env.state.builds[-1].timing_misses == 2
+    # A cache written by another TensorRT version is refused by set_timing_cache, then replaced.
+    env = install(monkeypatch, "11.4.0")
+    _, lines = _build(tmp_path, timing_cache=cache)
+    assert any("starting a new one" in line for line in lines)
+    assert env.state.builds[-1].timing_hits == 0
+    _build(tmp_path, timing_cache=cache)
+    assert env.state.builds[-1].timing_hits == 2
+
+
+def test_failed_build_leaves_previous_outputs_alone(fake_trt, tmp_path):
+    _build(tmp_path)
+    plan, manifest = tmp_path / "rd.plan", manifest_path(tmp_path / "rd.plan")
+    before = plan.read_bytes(), manifest.read_bytes()
+    fake_trt.state.fail_build = True
+    with pytest.raises(ModelError, match="could not build the engine: .*out of memory") as info:
+        _build(tmp_path)
+    assert "\n" not in str(info.value)
+    assert (plan.read_bytes(), manifest.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rd.onnx", "rd.plan", "rd.plan.json"]
+
+
+def test_interrupted_write_leaves_no_partial_plan(fake_trt, tmp_path, monkeypatch):
+    def fail_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fwrd.export.tensorrt_build.os.replace", fail_replace)
+    with pytest.raises(OSError):
+        _build(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rd.onnx"]
+
+
+def test_parser_errors_in_one_line(fake_trt, tmp_path):
+    onnx_path = write_tiny_model(tmp_path / "rd.onnx", precision="fp16", extra_op="Mystery")
+    with pytest.raises(ModelError) as info:
+        build_engine(onnx_path, tmp_path / "rd.plan", max_batch=8, opt_batch=4, log=lambda _: None)
+    assert str(info.value) == ("TensorRT could not parse rd.onnx: No importer registered for op: Mystery at "
+                               "node 'mystery' (Mystery)")
+    assert not (tmp_path / "rd.plan").exists()
+
+
+def test_inputs_that_are_not_fwrd_graphs(fake_trt, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelError, match="bad.onnx is not an ONNX model"):
+        build_engine(bad, tmp_path / "rd.plan", log=lambda _: None)
+    import onnx
+
+    model = onnx.load(str(write_tiny_model(tmp_path / "x.onnx")))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ModelError, match="plain.onnx is not an fwrd model"):
+        build_engine(tmp_path / "plain.onnx", tmp_path / "rd.plan", log=lambda _: None)
+    with pytest.raises(InputNotFound, match="ONNX model not found"):
+        build_engine(tmp_path / "missing.onnx", tmp_path / "rd.plan", log=lambda _: None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_batch": 4, "opt_batch": 2}, "min <= opt <= max"),
+    ({"min_batch": 0}, "min <= opt <= max"),
+    ({"workspace_gb": 0}, "workspace must be positive"),
+    ({"precision": "int8"}, "precision must be one of fp16, fp32"),
+])
+def test_bad_arguments(fake_trt, tmp_path, kwargs, message):
+    with pytest.raises(FwrdError, match=message):
+        _build(tmp_path, **kwargs)
+
+
+def test_progress_without_a_monitor(fake_trt, tmp_path, monkeypatch):
+    monkeypatch.delattr(fake_trt.trt, "IProgressMonitor")
+    manifest, lines = _build(tmp_path)
+    assert any("no progress monitor" in line for line in lines)
+    assert not any(line.startswith("TensorRT build:") for line in lines)
+    assert (tmp_path / "rd.plan").is_file() and manifest["plan_bytes"] > 0
+
+
+def test_missing_tensorrt_is_one_clear_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    onnx_path = write_tiny_model(tmp_path / "rd.onnx")
+    with pytest.raises(DependencyMissing) as info:
+        build_engine(onnx_path, tmp_path / "rd.plan", log=lambda _: None)
+    message = str(info.value)
+    assert message.startswith("TensorRT is not installed") and "pip install fwrd[gpu]" in message
+    assert "NVIDIA GPU" in message and "\n" not in message
+
+
+def test_no_gpu_is_one_clear_line(monkeypatch, tmp_path):
+    install(monkeypatch, "10.13.0", FakeGPU(present=False))
+    onnx_path = write_tiny_model(tmp_path / "rd.onnx")
+    with pytest.raises(DependencyMissing, match=r"^no usable NVIDIA GPU .*pip install fwrd\[gpu\]"):
+        build_engine(onnx_path, tmp_path / "rd.plan", log=lambda _: None)
+
+
+def test_fake_rejects_removed_api(fake_trt, tmp_path):
+    """The fake is only useful if it fails the way TensorRT 10/11 would on old tutorials' calls."""
+    trt = fake_trt.trt
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    config = builder.create_builder_config()
+    engine_calls = ["num_bindings", "get_binding_index", "binding_is_input"]
+    for obj, name in [(builder, "build_engine"), (config, "max_workspace_size"), (trt, "execute_async_v2")]:
+        with pytest.raises(AttributeError):
+            getattr(obj, name)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(str(write_tiny_model(tmp_path / "rd.onnx")))
+    if trt.__version__.startswith("11"):
+        assert not hasattr(trt.BuilderFlag, "FP16")
+        assert not hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+        with pytest.raises(AttributeError):
+            network.get_layer(0).precision = trt.float32
+        for name in ("platform_has_fast_fp16",):
+            with pytest.raises(AttributeError):
+                getattr(builder, name)
+    else:
+        assert hasattr(trt.BuilderFlag, "FP16") and builder.platform_has_fast_fp16
+    assert hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") == (trt.__version__ != "10.8.0")
+    profile = builder.create_optimization_profile()
+    profile.set_shape("tiles", (1, 32, 32, 3), (1, 32, 32, 3), (2, 32, 32, 3))
+    config.add_optimization_profile(profile)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    context = engine.create_execution_context()
+    for name in engine_calls:
+        with pytest.raises(AttributeError):
+            getattr(engine, name)
+    for name in ("execute_async_v2", "set_binding_shape"):
+        with pytest.raises(AttributeError):
+            getattr(context, name)
+    recorded = {entry.split(".")[-1].rstrip("=") for entry in fake_trt.state.removed_accessed}
+    expected = {"build_engine", "max_workspace_size", "execute_async_v2", "set_binding_shape", *engine_calls}
+    if trt.__version__.startswith("11"):
+        expected |= {"precision", "platform_has_fast_fp16"}
+    assert recorded == expected
+    fake_trt.state.removed_accessed.clear()  # this test touched them on purpose
+
+
+@pytest.mark.parametrize("reader", ["onnx", "onnxruntime"])
+def test_inspect_onnx_with_either_reader(tmp_path, monkeypatch, reader):
+    import onnx
+
+    from fwrd.export.tensorrt_build import inspect_onnx
+
+    good = write_tiny_model(tmp_path / "good.onnx", precision="fp16")
+    model = onnx.load(str(good))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    model.graph.node[0].op_type = "Identity"
+    del model.graph.node[0].attribute[:]
+    onnx.save(model, str(tmp_path / "float_input.onnx"))
+    model = onnx.load(str(good))
+    next(p for p in model.metadata_props if p.key == "fwrd.precision").value = "int8"
+    onnx.save(model, str(tmp_path / "int8.onnx"))
+    if reader == "onnxruntime":
+        monkeypatch.setitem(sys.modules, "onnx", None)
+    info = inspect_onnx(good)
+    assert (info.tile_size, info.precision) == (32, "fp16")
+    assert info.sha256 == hashlib.sha256(good.read_bytes()).hexdigest()
+    with pytest.raises(ModelError, match=r"must take one input 'tiles' uint8 \[batch, 32, 32, 3\]"):
+        inspect_onnx(tmp_path / "float_input.onnx")
+    with pytest.raises(ModelError, match="int8 graph for ONNX Runtime on CPU"):
+        inspect_onnx(tmp_path / "int8.onnx")

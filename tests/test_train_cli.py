@@ -1,0 +1,72 @@
+"""fwrd-train: bad input is one clear line and a non-zero exit; --resume continues where it stopped."""
+
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fwrd.cli.train import command as train_cmd
+from fwrd.training.dataset import load_patch_set, stratified_split
+
+
+def write_patches(root, n_normal, n_tumor, size=64):
+    rng = np.random.default_rng(0)
+    for folder, n in (("normal", n_normal), ("tumor", n_tumor)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / folder / f"{i}.png")
+    return root
+
+
+def run(args):
+    result = CliRunner().invoke(train_cmd, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_missing_folder(tmp_path):
+    code, out = run([tmp_path / "nope", "--out", tmp_path / "m.pt"])
+    assert code != 0 and "patch folder not found" in out and "Traceback" not in out
+
+
+def test_empty_patch_folder(tmp_path):
+    (tmp_path / "p" / "normal").mkdir(parents=True)
+    code, out = run([tmp_path / "p", "--out", tmp_path / "m.pt"])
+    assert code != 0 and "'normal/' holds no images" in out
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_tile_not_multiple_of_32(tmp_path):
+    write_patches(tmp_path / "p", 4, 1, size=48)
+    code, out = run([tmp_path / "p", "--out", tmp_path / "m.pt"])
+    assert code != 0 and "multiple of 32" in out
+
+
+def test_resume_without_last_checkpoint(tmp_path):
+    write_patches(tmp_path / "p", 4, 1)
+    code, out = run([tmp_path / "p", "--out", tmp_path / "m.pt", "--resume", "--teacher-weights", "random"])
+    assert code != 0 and "no " in out and "last.pt" in out
+
+
+def test_labels_are_explicit_and_split_is_stratified(tmp_path):
+    write_patches(tmp_path / "p", 20, 5)
+    patches = load_patch_set(tmp_path / "p")
+    assert patches.n_normal == 20 and patches.n_tumor == 5
+    assert all((f.parent.name == "normal") == (label == 1) for f, label in zip(patches.files, patches.labels))
+    train, val = stratified_split(patches, 0.2, seed=0)
+    assert (val.n_normal, val.n_tumor) == (4, 1) and (train.n_normal, train.n_tumor) == (16, 4)
+
+
+@pytest.mark.slow
+def test_resume_continues_to_more_epochs(tmp_path):
+    write_patches(tmp_path / "p", 6, 2, size=32)
+    out = tmp_path / "m.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, text = run([tmp_path / "p", "--out", out, "--epochs", "1", "--teacher-weights", "random", "--batch-size", "8"])
+        assert code == 0, text
+        code, text = run([tmp_path / "p", "--out", out, "--epochs", "2", "--resume", "--batch-size", "8"])
+    assert code == 0, text
+    history = (tmp_path / "m.history.jsonl").read_text().splitlines()
+    assert len(history) == 2 and '"epoch": 2' in history[1]
