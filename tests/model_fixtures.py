@@ -6,27 +6,41 @@ import warnings
 
 import pytest
 
-from fwrd.demo import DemoPlan, make_patches, train_model
+from fwrd.demo import DemoPlan, run_step
 
 # The test cohort is smaller than the demo's (2048 px slides), so fewer patches; same 10:1 ratio.
-TEST_PLAN = DemoPlan(normal_patches=160, tumor_patches=16, epochs=3)
+TEST_PLAN = DemoPlan(normal_patches=160, tumor_patches=16, epochs=2)
+
+
+def _demo_args(root, step):
+    return dict(TEST_PLAN.steps(root))[step]
 
 
 @pytest.fixture(scope="session")
 def demo_patches(synthetic_cohort, tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "patches"
-    make_patches(synthetic_cohort.slides_dir, synthetic_cohort.annotations_dir, out, TEST_PLAN)
-    return out
+    """The demo's patch step on the session's synthetic cohort."""
+    root = tmp_path_factory.mktemp("demo")
+    (root / "cohort").symlink_to(synthetic_cohort.root, target_is_directory=True)
+    run_step("patches", _demo_args(root, "patches"), echo=lambda line: None)
+    return root / "patches"
 
 
 @pytest.fixture(scope="session")
-def trained(demo_patches, tmp_path_factory):
-    """(checkpoint path, epoch records) of a random-teacher model on 64 px synthetic patches."""
-    out = tmp_path_factory.mktemp("trained") / "model.pt"
+def trained(demo_patches):
+    """(checkpoint path, epoch records) of the demo's training step: random teacher, 64 px patches."""
+    args = _demo_args(demo_patches.parent, "train")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        records = train_model(demo_patches, out, TEST_PLAN, log=lambda line: None)
-    return out, records
+        run_step("train", args, echo=lambda line: None)
+    return demo_patches.parent / "model.pt", _history(demo_patches.parent / "model.history.jsonl")
+
+
+def _history(path):
+    import json
+
+    from fwrd.training.trainer import EpochRecord
+
+    return [EpochRecord(**json.loads(line)) for line in path.read_text().splitlines()]
 
 
 def _export(trained, tmp_path_factory, precision):

@@ -76,7 +76,7 @@ def test_fp16_gate_and_report(exported_fp16):
     written = json.loads((result.onnx.parent / (result.onnx.name + ".json")).read_text())
     assert written["verification"]["precision"] == "fp16"
     graph = onnx.load(str(result.onnx))
-    conv_types = {i.type.tensor_type.elem_type for i in graph.graph.initializer if i.name.endswith("weight")}
+    conv_types = {i.data_type for i in graph.graph.initializer if i.dims and len(i.dims) == 4}
     assert onnx.TensorProto.FLOAT16 in conv_types, "the convolution stack runs in half precision"
 
 

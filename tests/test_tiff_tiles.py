@@ -113,3 +113,46 @@ def test_errors(tmp_path, synthetic_tif):
     with pytest.raises(SlideError, match="corrupt JPEG tile 0"):
         reader.read(0, 0, 128)
     reader.close()
+
+
+def _split_tables(jpeg: bytes) -> tuple[bytes, bytes]:
+    """(tables-only stream, abbreviated image stream) of a JPEG: how Aperio stores its tiles."""
+    import struct
+
+    i, tables, rest = 2, b"", b""
+    while True:
+        marker = jpeg[i : i + 2]
+        if marker == b"\xff\xda":  # start of scan: entropy-coded data follows
+            return b"\xff\xd8" + tables + b"\xff\xd9", b"\xff\xd8" + rest + jpeg[i:]
+        length = struct.unpack(">H", jpeg[i + 2 : i + 4])[0]
+        segment = jpeg[i : i + 2 + length]
+        if marker in (b"\xff\xdb", b"\xff\xc4"):  # quantisation and Huffman tables
+            tables += segment
+        else:
+            rest += segment
+        i += 2 + length
+
+
+@pytest.mark.parametrize("photometric, jpeg_space", [("ycbcr", "ycbcr"), ("rgb", "rgb")])
+def test_shared_jpeg_tables(tmp_path, photometric, jpeg_space):
+    """Tiles without their own tables (JPEGTables tag, as in Aperio SVS) decode like OpenSlide."""
+    import imagecodecs
+
+    image = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    tiles, tables = [], None
+    for y in range(0, 200, 64):
+        for x in range(0, 300, 64):
+            tile = np.zeros((64, 64, 3), np.uint8)
+            part = image[y : y + 64, x : x + 64]
+            tile[: part.shape[0], : part.shape[1]] = part
+            encoded = imagecodecs.jpeg8_encode(tile, level=90, colorspace="rgb", outcolorspace=jpeg_space)
+            tables, abbreviated = _split_tables(encoded)
+            tiles.append(abbreviated)
+    path = tmp_path / "tables.tif"
+    tifffile.imwrite(path, iter(tiles), shape=(200, 300, 3), dtype=np.uint8, tile=(64, 64), photometric=photometric,
+                     compression="jpeg", extratags=[(347, 7, len(tables), tables, True)], metadata=None)
+    assert find_jpeg_page(path, (300, 200))["tables"] == tables
+    with open_tile_reader(path, 0) as direct, open_tile_reader(path, 0, prefer_direct=False) as general:
+        assert direct.kind == "tifffile"
+        for x, y, size in [(0, 0, 64), (10, 20, 100), (250, 150, 64)]:
+            np.testing.assert_array_equal(direct.read(x, y, size), general.read(x, y, size))

@@ -108,8 +108,12 @@ class _quiet:
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         warnings.simplefilter("ignore")
+        self._logger = logging.getLogger("torch.onnx")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
 
     def __exit__(self, *exc: object) -> None:
+        self._logger.setLevel(self._level)
         self._warnings.__exit__(*exc)
         self._stdout.__exit__(*exc)
 

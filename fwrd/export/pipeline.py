@@ -70,7 +70,7 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
 
     log(f"checkpoint {settings.checkpoint}: {config.architecture}, {config.tile_size} px tiles, "
         f"threshold {config.threshold:g}; verification tiles...")
-    tiles, is_tumor = _verification_set(settings, config)
+    tiles, is_tumor, n_tissue = _verification_set(settings, config)
     reference = reference_scores(model, config, tiles)
 
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
@@ -79,7 +79,7 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         if settings.precision == "int8":
             fp32 = Path(work) / "fp32.onnx"
             export_fused_onnx(model, config, fp32, half=False)
-            calib = tiles[: max(8, settings.calibration_tiles)]
+            calib = tiles[:n_tissue]
             log(f"quantising to int8 (QDQ, calibrated on {len(calib)} tiles)...")
             quantize_int8(fp32, graph, calib)
         else:
@@ -104,14 +104,19 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
     return result
 
 
-def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled synthetic tissue first, then calibration-slide tissue and noise (unlabelled)."""
+def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.ndarray, int]:
+    """Labelled synthetic tissue first, then calibration-slide tissue, then noise (both unlabelled).
+
+    Returns (tiles, is_tumor of the labelled ones, number of tissue tiles): int8 calibrates on tissue
+    only, since noise would stretch the activation ranges real tiles never reach.
+    """
     labelled, is_tumor = labelled_synthetic_tiles(config, per_class=16, seed=settings.seed)
     parts = [labelled]
     if settings.calibration:
         parts.append(slide_tissue_tiles(settings.calibration, config, settings.calibration_tiles, settings.seed))
+    tissue = sum(len(p) for p in parts)
     parts.append(noise_tiles(config, 4, settings.seed))
-    return np.concatenate(parts), is_tumor
+    return np.concatenate(parts), is_tumor, tissue
 
 
 def _build_engine(settings: ExportSettings, onnx_path: Path, log) -> dict:

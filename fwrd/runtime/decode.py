@@ -149,10 +149,12 @@ class DecodeWorkers:
                 began = time.perf_counter()
                 window = reader.read(x0, y0, int(plan.unit_sides[unit]))
                 for k in range(start, end):
-                    if buffer is None:
+                    if buffer is None:  # waiting for a free buffer is not decode work
+                        self.busy_seconds[wid] += time.perf_counter() - began
                         buffer = self._acquire()
                         if buffer is None:
                             return
+                        began = time.perf_counter()
                     ox, oy = plan.offsets[k]
                     buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
                     buffer.coords[buffer.count] = plan.points[k]

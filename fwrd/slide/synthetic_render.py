@@ -73,7 +73,8 @@ def _blob_polygon(
 
 
 def plan_layout(
-    rng: np.random.Generator, width: int, height: int, n_tumor_regions: int, exclusion: bool
+    rng: np.random.Generator, width: int, height: int, n_tumor_regions: int, exclusion: bool,
+    tumor_scale: float = 1.0,
 ) -> Layout:
     """Tissue shape (2-3 overlapping ellipses with wobbly edges), tumor polygons inside the tissue,
     and an optional exclusion hole in the first tumor."""
@@ -95,7 +96,7 @@ def plan_layout(
     inner = np.argwhere(tissue > 0.35)
     if len(inner) == 0:
         inner = np.argwhere(tissue >= np.quantile(tissue, 0.99))
-    base = 0.06 * min(width, height)
+    base = 0.06 * tumor_scale * min(width, height)
     for _ in range(n_tumor_regions):
         best, best_gap = None, -1.0
         for cyx in inner[rng.integers(0, len(inner), size=8)]:

@@ -123,6 +123,7 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         started = time.perf_counter()
         loss = _train_epoch(model, loader, optimizer, config, device, epoch, settings)
+        recalibrate_batchnorm(model, loader, config, device)
         seconds = time.perf_counter() - started
         scores = score_patches(model, val_set, config, device, settings.batch_size)
         is_tumor = val_set.labels == 0
@@ -164,6 +165,32 @@ def score_patches(model: ReverseDistillation, patches: PatchSet, config: FWRDCon
         teacher, student = model(normalise_tiles(tiles.to(device), config))
         scores.append(patch_score(teacher, student, config.tile_size).cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: ReverseDistillation, loader, config: FWRDConfig, device: torch.device,
+                          max_batches: int = 16) -> None:
+    """Re-estimate the bottleneck's and student's BatchNorm statistics for the final weights.
+
+    Running averages (momentum 0.1) lag the weights: after the few hundred steps of a short run they
+    still mix in early, untrained statistics, and eval-mode scores go wrong (even inverted). A forward
+    pass over training batches with a cumulative average ("precise BN") fixes that for little cost;
+    over the paper's 50 epochs it changes next to nothing.
+    """
+    norms = [m for part in (model.bottleneck, model.student) for m in part.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recalibration batches
+    model.train()
+    for n, (tiles, _) in enumerate(loader):
+        if n >= max_batches:
+            break
+        model(normalise_tiles(tiles.to(device), config))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 def _train_epoch(model, loader, optimizer, config, device, epoch, settings) -> float:

@@ -1,0 +1,152 @@
+"""What gets benchmarked: each model file on each requested backend, opened the way `fwrd-run` opens it.
+
+A *target* is one model file (an fp32, fp16 or int8 graph, or a TensorRT plan) on one backend kind:
+
+    auto / onnxruntime   open_backend(): the best ONNX Runtime provider for .onnx, TensorRT for .plan
+    ort-cpu, ort-cuda,   ONNX Runtime pinned to one execution provider (compare providers in one run)
+    ort-tensorrt
+    tensorrt             a TensorRT plan through fwrd's own TensorRT backend
+
+A kind that does not apply to a file (tensorrt for an .onnx, ort-* for a plan) or cannot start here
+(no GPU, no TensorRT, a batch size outside the plan's profile) is skipped with the reason, so one run
+compares whatever this machine can run.
+
+    target = open_target("rd_int8.onnx", "ort-cpu", batch_sizes=[8, 32], threads=2)
+    target.backends[32].infer(tiles)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fwrd.config import META_PRECISION
+from fwrd.errors import FwrdError, InputNotFound, ModelError
+from fwrd.runtime.backends import ENGINE_SUFFIXES, open_backend
+from fwrd.runtime.backends.base import Backend
+from fwrd.runtime.model_file import file_sha256
+
+KINDS = ("auto", "onnxruntime", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+ORT_DEVICES = {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-tensorrt": "tensorrt"}
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class Target:
+    """One model file on one backend kind, with a loaded backend per batch size it can run."""
+
+    path: Path
+    kind: str
+    precision: str
+    backends: dict[int, Backend] = field(default_factory=dict)
+    skipped: dict[int, str] = field(default_factory=dict)  # batch size -> why it cannot run
+
+    @property
+    def any_backend(self) -> Backend:
+        return next(iter(self.backends.values()))
+
+    @property
+    def label(self) -> str:
+        """Short row label: "onnxruntime cpu int8 (rd_int8.onnx)"."""
+        backend = self.any_backend
+        device = backend.device.split(" ")[0]
+        return f"{backend.name} {device} {self.precision} ({self.path.name})"
+
+    def describe(self) -> dict:
+        backend = self.any_backend
+        return {
+            "model": str(self.path),
+            "model_sha256": str(getattr(backend, "model_sha256", "")),
+            "kind": self.kind,
+            "backend": backend.name,
+            "device": backend.device,
+            "precision": self.precision,
+            "tile_size": backend.config.tile_size,
+            "label": self.label,
+        }
+
+    def close(self) -> None:
+        for backend in {id(b): b for b in self.backends.values()}.values():
+            backend.close()
+        self.backends = {}
+
+
+def is_engine(path: Path) -> bool:
+    return path.suffix.lower() in ENGINE_SUFFIXES
+
+
+def not_applicable(path: Path, kind: str) -> str | None:
+    """Why `kind` cannot run `path` at all (None when it can)."""
+    if kind not in KINDS:
+        raise FwrdError(f"unknown backend {kind!r}; expected one of {', '.join(KINDS)}")
+    if is_engine(path) and kind not in ("auto", "tensorrt"):
+        return f"{kind} runs ONNX models, {path.name} is a TensorRT plan"
+    if not is_engine(path) and kind == "tensorrt":
+        return f"tensorrt runs plans (--engine), {path.name} is an ONNX model; try ort-tensorrt"
+    return None
+
+
+def canonical_kind(path: Path, kind: str) -> str:
+    """`auto` is tensorrt for a plan and onnxruntime (best provider) for an ONNX model: the same target
+    named twice is measured once."""
+    if kind != "auto":
+        return kind
+    return "tensorrt" if is_engine(path) else "onnxruntime"
+
+
+def model_precision(path: Path) -> str:
+    """fp32 / fp16 / int8 from the model's own record (ONNX metadata or the plan's manifest)."""
+    if not path.is_file():
+        raise InputNotFound(f"model not found: {path}")
+    if is_engine(path):
+        from fwrd.runtime.backends.tensorrt import read_manifest
+
+        return str(read_manifest(path)["precision"])
+    from fwrd.runtime.model_file import read_onnx_metadata
+
+    return read_onnx_metadata(path).get(META_PRECISION, "fp32")
+
+
+def open_one(path: Path, kind: str, batch_size: int, threads: int | None) -> Backend:
+    """Open `path` on `kind` exactly as fwrd-run would (ort-* pins ONNX Runtime's provider)."""
+    if kind in ORT_DEVICES:
+        from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+        if not path.is_file():
+            raise InputNotFound(f"model not found: {path}")
+        backend: Backend = OnnxRuntimeBackend(path, device=ORT_DEVICES[kind], threads=threads, batch_size=batch_size)
+        backend.model_path = path  # type: ignore[attr-defined]  # what open_backend adds, for summary.json
+        backend.model_sha256 = file_sha256(path)  # type: ignore[attr-defined]
+        return backend
+    return open_backend(path, "auto" if kind == "auto" else kind, batch_size=batch_size, threads=threads)
+
+
+def open_target(path: Path, kind: str, batch_sizes: Sequence[int], threads: int | None) -> Target:
+    """Load `path` on `kind` for every batch size. An ONNX Runtime session takes any batch, so one session
+    serves them all; a TensorRT engine's buffers are sized per batch, so it gets one backend each.
+
+    Raises ModelError / DependencyMissing when the target cannot run at any batch size.
+    """
+    reason = not_applicable(path, kind)
+    if reason:
+        raise ModelError(reason)
+    sizes = sorted(set(batch_sizes))
+    if not is_engine(path):
+        session = open_one(path, kind, max(sizes), threads)
+        return Target(path, kind, session.precision, backends={b: session for b in sizes})
+    backends: dict[int, Backend] = {}
+    skipped: dict[int, str] = {}
+    try:
+        for b in sizes:
+            try:
+                backends[b] = open_one(path, kind, b, threads)
+            except ModelError as exc:  # e.g. a batch outside the plan's profile: the other sizes still run
+                skipped[b] = str(exc)
+    except BaseException:
+        for backend in backends.values():
+            backend.close()
+        raise
+    if not backends:
+        raise ModelError("; ".join(f"batch {b}: {why}" for b, why in skipped.items()))
+    return Target(path, kind, next(iter(backends.values())).precision, backends, skipped)
