@@ -1,6 +1,5 @@
 """Checkpoints carry the whole network and its config; bad files give one clear error."""
 
-import shutil
 import warnings
 
 import pytest

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from fwrd.cli.export import command as export_cmd
 from fwrd.config import FORMAT_TAG, META_CHECKPOINT_SHA256, META_CONFIG, META_FORMAT, META_PRECISION, FWRDConfig
 from fwrd.export import verify
-from fwrd.export.pipeline import ExportSettings, export_model
+from fwrd.export.pipeline import ExportSettings
 from fwrd.export.verify import GATES, onnx_scores, reference_scores
 from fwrd.model import load_checkpoint
 from fwrd.model.checkpoint import file_sha256
@@ -111,7 +111,7 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
     assert not (tmp_path / "rd.onnx").exists()
 
 
-def test_engine_without_tensorrt_is_one_clear_line(exported_fp32, trained, tmp_path):
+def test_engine_without_tensorrt_is_one_clear_line(trained, tmp_path):
     result = CliRunner().invoke(export_cmd, [str(trained[0]), "-o", str(tmp_path / "rd.onnx"), "--precision", "fp32",
                                              "--engine", str(tmp_path / "rd.plan")])
     assert result.exit_code != 0

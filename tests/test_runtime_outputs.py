@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from fwrd.runtime.outputs.atomic import atomic_open, write_json
+from fwrd.atomic import atomic_open, write_json
 from fwrd.runtime.outputs.colormap import LUT, apply_colormap, lut_index, score_range
 from fwrd.runtime.outputs.detections import default_radius, nms, write_detections
 from fwrd.runtime.outputs.geojson import region_polygons, ring_area, trace_rings, tumor_features, write_geojson

@@ -81,7 +81,7 @@ def test_worker_count_does_not_change_outputs(synthetic_cohort, backend, tmp_pat
 def test_dense_grid_alignment_and_summary(synthetic_cohort, backend, tmp_path):
     slide_path = synthetic_cohort.slides[0].path
     settings = RunSettings(stride=32, batch_size=16, workers=2, progress=False)
-    result = score_slide(slide_path, backend, tmp_path, settings)
+    score_slide(slide_path, backend, tmp_path, settings)
     out = tmp_path / slide_path.stem
     coords, scores = _tiles_csv(out / "tiles.csv")
     assert np.all(coords % 32 == 0)

@@ -136,7 +136,7 @@ def test_interrupted_write_leaves_no_partial_plan(fake_trt, tmp_path, monkeypatc
     def fail_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fwrd.export.tensorrt_build.os.replace", fail_replace)
+    monkeypatch.setattr("fwrd.atomic.os.replace", fail_replace)
     with pytest.raises(OSError):
         _build(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rd.onnx"]

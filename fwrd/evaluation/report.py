@@ -10,50 +10,39 @@ interrupted evaluation never leaves a truncated `froc.json` that looks complete.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from PIL import Image
 
-from fwrd import __version__
+from fwrd import __version__, atomic
 from fwrd.errors import FwrdError
 from fwrd.evaluation.froc import FrocResult
 from fwrd.evaluation.patches import PatchMetrics
 from fwrd.evaluation.roc import SlideEvaluation
 
 
-def _atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise FwrdError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     """Write `data` (plus the fwrd version) as indented JSON, atomically."""
     payload = {**data, "fwrd_version": __version__}
-    text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
-    return _atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+    _parent(path)
+    atomic.write_json(path, payload)
+    return Path(path)
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Save a Pillow image as PNG, atomically."""
-    return _atomic(path, lambda handle: image.save(handle, format="PNG"))
+    _parent(path)
+    with atomic.atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def _parent(path: str | Path) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FwrdError(f"cannot write to {Path(path).parent}: {exc.strerror or exc}") from None
 
 
 def _some(names: list[str], shown: int = 5) -> str:

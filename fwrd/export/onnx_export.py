@@ -8,8 +8,6 @@ are verified against PyTorch afterwards — see `fwrd.export.verify`). Weights s
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from contextlib import redirect_stdout
 from io import StringIO
@@ -19,6 +17,7 @@ import onnx
 import torch
 
 from fwrd import __version__
+from fwrd.atomic import atomic_path
 from fwrd.config import (
     FORMAT_TAG, INPUT_NAME, META_CHECKPOINT_SHA256, META_CONFIG, META_FORMAT, META_PRECISION, META_VERSION,
     OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig,
@@ -36,13 +35,9 @@ def export_fused_onnx(
     """Export FusedScorer to `path` (written to a temp name in the same folder, then renamed)."""
     scorer = FusedScorer(model, config, half=half).eval()
     example = torch.randint(0, 256, (2, config.tile_size, config.tile_size, 3), dtype=torch.uint8)
-    tmp = _temp_beside(path, ".onnx")
-    try:
-        _export(scorer, example, tmp, max_batch)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        _export(scorer, example, str(tmp), max_batch)
     return path
 
 
@@ -67,13 +62,8 @@ def write_metadata(path: Path, config: FWRDConfig, precision: str, checkpoint_sh
 
 
 def save_onnx(graph: onnx.ModelProto, path: Path) -> None:
-    tmp = _temp_beside(path, ".onnx")
-    try:
-        onnx.save(graph, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        onnx.save(graph, str(tmp))
 
 
 def _export(scorer: FusedScorer, example: torch.Tensor, out: str, max_batch: int) -> None:
@@ -116,11 +106,3 @@ class _quiet:
         self._logger.setLevel(self._level)
         self._warnings.__exit__(*exc)
         self._stdout.__exit__(*exc)
-
-
-def _temp_beside(path: Path, suffix: str) -> str:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return tmp

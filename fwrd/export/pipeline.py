@@ -7,7 +7,6 @@ final name only when it passes its gate. A JSON report of the figures goes besid
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -17,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from fwrd.errors import FwrdError
+from fwrd.atomic import write_json
+from fwrd.errors import DependencyMissing, FwrdError
 from fwrd.export.calibration import labelled_synthetic_tiles, noise_tiles, slide_tissue_tiles
 from fwrd.export.onnx_export import export_fused_onnx, write_metadata
 from fwrd.export.quantize import quantize_int8
@@ -61,6 +61,8 @@ class ExportResult:
 
 def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -> ExportResult:
     started = time.perf_counter()
+    if settings.engine is not None:
+        _check_engine_possible(settings)
     model, config = load_checkpoint(settings.checkpoint)
     sha = file_sha256(settings.checkpoint)
     output = Path(settings.output)
@@ -91,15 +93,13 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         os.replace(graph, output)
     seconds = time.perf_counter() - started
     result = ExportResult(output, report, seconds, output.stat().st_size)
-    _write_json(output.with_name(output.name + ".json"), {
+    write_json(output.with_name(output.name + ".json"), {
         "onnx": output.name, "precision": settings.precision, "checkpoint_sha256": sha,
         "config": config.to_dict(), "verification": report.to_dict(), "export_seconds": round(seconds, 2),
         "size_bytes": result.size_bytes,
     })
     log(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB) in {seconds:.1f} s")
     if settings.engine is not None:
-        if settings.precision == "int8":
-            raise FwrdError("TensorRT engines are built from an fp16 or fp32 export, not the int8 CPU graph")
         result.engine = _build_engine(settings, output, log)
     return result
 
@@ -119,6 +119,17 @@ def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.
     return np.concatenate(parts), is_tumor, tissue
 
 
+def _check_engine_possible(settings: ExportSettings) -> None:
+    """Fail before the (long) export when the engine cannot be built here."""
+    from fwrd.runtime.backends.tensorrt import tensorrt_status
+
+    if settings.precision == "int8":
+        raise FwrdError("TensorRT engines are built from an fp16 or fp32 export, not the int8 CPU graph")
+    available, reason = tensorrt_status()
+    if not available:
+        raise DependencyMissing(f"cannot build {settings.engine}: {reason}")
+
+
 def _build_engine(settings: ExportSettings, onnx_path: Path, log) -> dict:
     from fwrd.export.tensorrt_build import build_engine
 
@@ -127,9 +138,3 @@ def _build_engine(settings: ExportSettings, onnx_path: Path, log) -> dict:
         max_batch=settings.max_batch, workspace_gb=settings.workspace_gb, timing_cache=settings.timing_cache,
         precision=settings.precision, log=log,
     )
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from fwrd import __version__
 from fwrd.config import (
     FORMAT_TAG, INPUT_NAME, META_CONFIG, META_FORMAT, META_PRECISION, OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig,
 )
+from fwrd.atomic import atomic_open
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
 from fwrd.runtime.backends.tensorrt import MANIFEST_FORMAT, load_tensorrt, make_logger, manifest_path
 from fwrd.runtime.cuda_memory import device_properties
@@ -257,16 +257,8 @@ def _progress_monitor(trt: Any, log: Log) -> Any:
 def _atomic_write(path: Path, data: Any) -> None:
     """Write bytes (or any buffer, e.g. TensorRT's IHostMemory) to a temp name, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def _attach_timing_cache(config: Any, path: Path | None, log: Log) -> Any:

@@ -9,8 +9,6 @@ Reference FW-RD / RD4AD checkpoints (a dict with `bn` and `decoder` state dicts)
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 
 from fwrd import __version__
+from fwrd.atomic import atomic_path
 from fwrd.config import FWRDConfig
 from fwrd.errors import CheckpointError, FwrdError, InputNotFound
 from fwrd.model.network import ReverseDistillation
@@ -40,14 +39,8 @@ def save_checkpoint(path: str | Path, model: ReverseDistillation, config: FWRDCo
         **extra,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fwrd.errors import FwrdError, InputNotFound
 from fwrd.runtime.backends.base import Backend
-from fwrd.runtime.outputs.atomic import write_text
+from fwrd.atomic import write_text
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, score_slide
 

@@ -13,7 +13,6 @@ and a Camelyon16-style mask: a pyramidal tiled uint8 TIFF, tumor = 255, whose le
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from fwrd.atomic import atomic_path
 from fwrd.errors import FwrdError
 from fwrd.slide.annotations import Annotations, load_asap_xml, rasterize
 from fwrd.slide.synthetic_render import plan_layout, render
@@ -79,13 +79,8 @@ def _halve(image: np.ndarray) -> np.ndarray:
 
 def _atomic(path: Path, write) -> None:
     """Run write(temp_path) for a temporary sibling of `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_asap_xml(path: Path, ann: Annotations) -> None:

@@ -6,5 +6,4 @@
     detections.py  detections.csv: NMS as NCRF, Camelyon16 format
     geojson.py     tumor.geojson: one QuPath annotation per region, traced along cell edges
     summary.py     summary.json, written last: its presence marks complete outputs
-    atomic.py      temp name + os.replace
 """

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fwrd.runtime.outputs.atomic import atomic_open
+from fwrd.atomic import atomic_open
 from fwrd.runtime.outputs.heatmap import CellGeometry
 
 PAPER_RADIUS_PX = 384  # 6 cells of the paper's stride-64 (level-6) map, in level-0 pixels

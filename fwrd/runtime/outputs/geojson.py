@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from fwrd.runtime.outputs.atomic import atomic_open
+from fwrd.atomic import atomic_open
 from fwrd.runtime.outputs.heatmap import CellGeometry
 
 TUMOR_COLOR = [200, 0, 0]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fwrd.runtime.outputs.atomic import atomic_open, atomic_path
+from fwrd.atomic import atomic_open, atomic_path
 from fwrd.runtime.outputs.colormap import apply_colormap
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fwrd.runtime.outputs.atomic import atomic_path
+from fwrd.atomic import atomic_path
 from fwrd.runtime.outputs.colormap import LUT, lut_index
 from fwrd.runtime.outputs.heatmap import CellGeometry
 

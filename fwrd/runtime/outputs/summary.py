@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fwrd import __version__
-from fwrd.runtime.outputs.atomic import write_json
+from fwrd.atomic import write_json
 
 SUMMARY = "summary.json"
 OUTPUT_FILES = (

@@ -18,7 +18,7 @@ from typing import IO
 
 import numpy as np
 
-from fwrd.runtime.outputs.atomic import atomic_open
+from fwrd.atomic import atomic_open
 from fwrd.runtime.outputs.heatmap import ScoreGrid
 
 HEADER = "x,y,score"
