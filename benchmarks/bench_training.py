@@ -1,9 +1,9 @@
 """Training throughput (patches/s) of FW-RD on this machine: forward + focal loss + backward + Adam step.
 
-    python benchmarks/bench_training.py --tiles 64,256 --batch-size 32 --steps 3
+    python benchmarks/bench_training.py --tiles 64:32,256:8 --steps 3
 
 Random weights and random uint8 tiles (throughput does not depend on them). One warm-up step per
-configuration is excluded. Results go to benchmarks/results/training-<host>.{json,md}.
+configuration is excluded. Results go to benchmarks/results/training-cpu-<cpu>-<cores>c.{json,md}.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
@@ -63,19 +64,20 @@ def measure(tile: int, batch: int, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiles", default="64,256")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tiles", default="64:32,256:8", help="tile:batch pairs")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    results = [measure(int(t), args.batch_size, args.steps) for t in args.tiles.split(",")]
+    pairs = [item.split(":") for item in args.tiles.split(",")]
+    results = [measure(int(tile), int(batch), args.steps) for tile, batch in pairs]
     record = {
         "benchmark": "training throughput", "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
         "gpu": None}, "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"training-{platform.node() or 'host'}"
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{record['machine']['cpu']}-{record['machine']['cores']}c".lower()).strip("-")
+    stem = args.out / f"training-cpu-{slug}"
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"# Training throughput ({record['machine']['cpu']}, {record['machine']['cores']} cores, CPU, "
              f"torch {record['torch']}, {record['threads']} threads)", "",
