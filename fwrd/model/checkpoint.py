@@ -63,7 +63,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path) -> tuple[ReverseDistillation, FWRDConfig]:
     """Return (model in eval mode, config) from an fwrd checkpoint."""
-    data = read_checkpoint(path)
+    return model_from_checkpoint(read_checkpoint(path), path)
+
+
+def model_from_checkpoint(data: dict[str, Any], path: str | Path = "checkpoint") -> tuple[ReverseDistillation, FWRDConfig]:
+    """(model, config) from a checkpoint dict already read (so `--resume` reads its file once)."""
     if data.get("format") != CHECKPOINT_FORMAT:
         if "bn" in data and "decoder" in data:
             raise CheckpointError(

@@ -28,7 +28,7 @@ from fwrd.errors import CheckpointError, DataError, FwrdError
 from fwrd.evaluation.patches import best_threshold
 from fwrd.evaluation.roc import roc_auc
 from fwrd.model.anomaly_map import patch_score
-from fwrd.model.checkpoint import read_checkpoint, save_checkpoint
+from fwrd.model.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles
 from fwrd.model.weights import load_teacher_weights
@@ -229,9 +229,7 @@ def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]
         if not last.is_file():
             raise CheckpointError(f"--resume: no {last} to resume from")
         data = read_checkpoint(last)
-        from fwrd.model.checkpoint import load_checkpoint
-
-        model, config = load_checkpoint(last)
+        model, config = model_from_checkpoint(data, last)
         if config.tile_size != patches.tile_size:
             raise DataError(f"--resume: checkpoint is for {config.tile_size} px tiles, patches are {patches.tile_size} px")
         optimizer = _optimizer(model, settings)
@@ -242,9 +240,8 @@ def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]
         }
     model = ReverseDistillation(settings.architecture)
     teacher_label = load_teacher_weights(model.teacher, settings.teacher_weights)
-    mpp = patches.mpp
     config = FWRDConfig(
-        tile_size=patches.tile_size, level=patches.level, mpp=mpp, alpha=settings.alpha, gamma=settings.gamma,
+        tile_size=patches.tile_size, level=patches.level, mpp=patches.mpp, alpha=settings.alpha, gamma=settings.gamma,
         architecture=settings.architecture, teacher_weights=teacher_label,
     )
     history_path = sidecar(settings.out, ".history.jsonl")
