@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from fwrd.cli.run import command
 from fwrd.errors import FwrdError, InputNotFound
-from fwrd.runtime.cohort import find_slides, parse_shard, select_shard
+from fwrd.runtime.cohort import parse_shard, select_shard
+from fwrd.slide.discover import find_slides
 
 
 def _run(*args: str):

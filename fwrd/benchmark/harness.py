@@ -25,12 +25,30 @@ from typing import Any
 
 from fwrd.benchmark.machine import describe_machine
 from fwrd.benchmark.memory import peak_rss_mb
-from fwrd.benchmark.naive import TileScorer, load_torch_scorer, naive_sample, naive_unavailable
+from fwrd.benchmark.naive import (
+    TileScorer,
+    load_torch_scorer,
+    naive_sample,
+    naive_unavailable,
+)
 from fwrd.benchmark.report import overall_verdict, stage_verdict
-from fwrd.benchmark.stages import Sample, decode_sample, end_to_end_sample, inference_sample, sample_tiles
+from fwrd.benchmark.stages import (
+    Sample,
+    decode_sample,
+    end_to_end_sample,
+    inference_sample,
+    sample_tiles,
+)
 from fwrd.benchmark.stats import summarise
 from fwrd.benchmark.targets import (
-    KINDS, PRECISIONS, Target, canonical_kind, is_engine, model_precision, not_applicable, open_target,
+    KINDS,
+    PRECISIONS,
+    Target,
+    canonical_kind,
+    is_engine,
+    model_precision,
+    not_applicable,
+    open_target,
 )
 from fwrd.config import FWRDConfig
 from fwrd.errors import DependencyMissing, FwrdError, ModelError

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fwrd.benchmark.stats import is_noisy
 from fwrd.atomic import write_json, write_text
+from fwrd.benchmark.stats import is_noisy
 from fwrd.runtime.outputs.summary import finite_or_none
 
 E2E_TARGET = 0.9  # issue 4: end to end >= 0.9 x the slower stage measured alone

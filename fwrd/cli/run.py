@@ -43,8 +43,9 @@ def command(
 ) -> None:
     """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores."""
     from fwrd.runtime.backends import open_backend
-    from fwrd.runtime.cohort import find_slides, parse_shard, prepare_output, score_cohort, select_shard
+    from fwrd.runtime.cohort import parse_shard, prepare_output, score_cohort, select_shard
     from fwrd.runtime.settings import RunSettings
+    from fwrd.slide.discover import find_slides
 
     if (model is None) == (engine is None):
         raise FwrdError("give exactly one of --model rd.onnx or --engine rd.plan")

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from fwrd.config import FWRDConfig
-from fwrd.errors import FwrdError, InputNotFound
+from fwrd.errors import FwrdError
 from fwrd.slide.annotations import contains, load_asap_xml
+from fwrd.slide.discover import find_slides
 from fwrd.slide.grid import tile_grid
 from fwrd.slide.reader import Slide, open_slide
 from fwrd.slide.synthetic import make_synthetic_slide
 from fwrd.slide.tissue import tissue_mask
-
-SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 
 
 def labelled_synthetic_tiles(config: FWRDConfig, per_class: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +48,7 @@ def labelled_synthetic_tiles(config: FWRDConfig, per_class: int = 24, seed: int 
 
 def slide_tissue_tiles(paths: Sequence[Path], config: FWRDConfig, count: int, seed: int = 0) -> np.ndarray:
     """`count` tissue tiles spread over the slides (or slide folders) in `paths`, at the model's resolution."""
-    slides = list_slides(paths)
+    slides = find_slides(paths)
     rng = np.random.default_rng(seed)
     tiles = []
     for n, path in enumerate(slides):
@@ -68,21 +67,6 @@ def slide_tissue_tiles(paths: Sequence[Path], config: FWRDConfig, count: int, se
 def noise_tiles(config: FWRDConfig, count: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (count, config.tile_size, config.tile_size, 3), dtype=np.uint8)
-
-
-def list_slides(paths: Sequence[Path]) -> list[Path]:
-    """Expand folders into the slide files they hold; one clear error for a missing path."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in SLIDE_SUFFIXES and not p.name.endswith("_Mask.tif"))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise InputNotFound(f"slide not found: {path}")
-    if not found:
-        raise InputNotFound(f"no slides in {', '.join(map(str, paths))}")
-    return found
 
 
 def _tissue_grid(slide: Slide, tile0: int) -> np.ndarray:

@@ -19,8 +19,16 @@ import torch
 from fwrd import __version__
 from fwrd.atomic import atomic_path
 from fwrd.config import (
-    FORMAT_TAG, INPUT_NAME, META_CHECKPOINT_SHA256, META_CONFIG, META_FORMAT, META_PRECISION, META_VERSION,
-    OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig,
+    FORMAT_TAG,
+    INPUT_NAME,
+    META_CHECKPOINT_SHA256,
+    META_CONFIG,
+    META_FORMAT,
+    META_PRECISION,
+    META_VERSION,
+    OUTPUT_AMAP,
+    OUTPUT_SCORE,
+    FWRDConfig,
 )
 from fwrd.errors import FwrdError
 from fwrd.export.fused_graph import FusedScorer

@@ -18,7 +18,11 @@ import numpy as np
 
 from fwrd.atomic import write_json
 from fwrd.errors import DependencyMissing, FwrdError
-from fwrd.export.calibration import labelled_synthetic_tiles, noise_tiles, slide_tissue_tiles
+from fwrd.export.calibration import (
+    labelled_synthetic_tiles,
+    noise_tiles,
+    slide_tissue_tiles,
+)
 from fwrd.export.onnx_export import export_fused_onnx, write_metadata
 from fwrd.export.quantize import quantize_int8
 from fwrd.export.verify import VerifyReport, enforce, reference_scores, verify_graph

@@ -23,7 +23,11 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray
     """Write a QDQ int8 graph of `fp32_path` to `out_path`, calibrated with `calibration_tiles`."""
     try:
         from onnxruntime.quantization import (
-            CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:

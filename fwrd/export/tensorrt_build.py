@@ -30,12 +30,24 @@ from pathlib import Path
 from typing import Any
 
 from fwrd import __version__
-from fwrd.config import (
-    FORMAT_TAG, INPUT_NAME, META_CONFIG, META_FORMAT, META_PRECISION, OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig,
-)
 from fwrd.atomic import atomic_open
+from fwrd.config import (
+    FORMAT_TAG,
+    INPUT_NAME,
+    META_CONFIG,
+    META_FORMAT,
+    META_PRECISION,
+    OUTPUT_AMAP,
+    OUTPUT_SCORE,
+    FWRDConfig,
+)
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
-from fwrd.runtime.backends.tensorrt import MANIFEST_FORMAT, load_tensorrt, make_logger, manifest_path
+from fwrd.runtime.backends.tensorrt import (
+    MANIFEST_FORMAT,
+    load_tensorrt,
+    make_logger,
+    manifest_path,
+)
 from fwrd.runtime.cuda_memory import device_properties
 
 PRECISIONS = ("fp16", "fp32")

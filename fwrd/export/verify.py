@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from fwrd.config import FWRDConfig, INPUT_NAME
+from fwrd.config import INPUT_NAME, FWRDConfig
 from fwrd.errors import DependencyMissing, ExportGateFailed
 from fwrd.evaluation.roc import roc_auc
 from fwrd.model.anomaly_map import patch_score

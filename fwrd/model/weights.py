@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from fwrd.errors import DependencyMissing, InputNotFound, CheckpointError
+from fwrd.errors import CheckpointError, DependencyMissing, InputNotFound
 from fwrd.model.teacher import WideResNetTeacher
 
 IMAGENET_URL = "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"

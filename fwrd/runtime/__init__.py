@@ -25,7 +25,7 @@ _EXPORTS = {
     "SlideResult": "fwrd.runtime.slide_job",
     "score_slide": "fwrd.runtime.slide_job",
     "score_cohort": "fwrd.runtime.cohort",
-    "find_slides": "fwrd.runtime.cohort",
+    "find_slides": "fwrd.slide.discover",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,47 +17,14 @@ import csv
 import io
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-from fwrd.errors import FwrdError, InputNotFound
-from fwrd.runtime.backends.base import Backend
 from fwrd.atomic import write_text
+from fwrd.errors import FwrdError
+from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, score_slide
-
-# file types OpenSlide reads (a folder of slides is searched for these; named files are taken as is)
-SLIDE_SUFFIXES = (
-    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm", ".czi",
-)
-
-
-def find_slides(paths: Iterable[str | Path]) -> list[Path]:
-    """Slides named directly, plus those in named folders (not recursive, by suffix), sorted by name.
-
-    Raises InputNotFound for a path that does not exist, FwrdError for a folder without slides or two
-    slides with the same name (their outputs would collide in OUT/<name>/).
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise InputNotFound(f"{path}: no such file or folder")
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
-            inside = [p for p in inside if not p.name.startswith(".")]
-            if not inside:
-                raise FwrdError(f"{path}: no slides in this folder ({', '.join(SLIDE_SUFFIXES)})")
-            found.extend(inside)
-        else:
-            found.append(path)
-    unique = sorted(dict.fromkeys(p.resolve() for p in found), key=lambda p: (p.stem, str(p)))
-    seen: dict[str, Path] = {}
-    for p in unique:
-        if p.stem in seen:
-            raise FwrdError(f"two slides are named {p.stem!r} ({seen[p.stem]} and {p}); outputs would collide")
-        seen[p.stem] = p
-    return unique
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from fwrd.config import (
-    FORMAT_TAG, INPUT_NAME, META_CONFIG, META_FORMAT, OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig,
+    FORMAT_TAG,
+    INPUT_NAME,
+    META_CONFIG,
+    META_FORMAT,
+    OUTPUT_AMAP,
+    OUTPUT_SCORE,
+    FWRDConfig,
 )
 from fwrd.errors import FwrdError, InputNotFound, ModelError
 

@@ -22,8 +22,8 @@ from fwrd.config import FWRDConfig
 from fwrd.errors import SlideError
 from fwrd.runtime.outputs.heatmap import CellGeometry
 from fwrd.runtime.settings import RunSettings
-from fwrd.slide.reader import Slide
 from fwrd.slide.grid import tile_grid
+from fwrd.slide.reader import Slide
 from fwrd.slide.tile_reader import native_tile_size
 from fwrd.slide.tissue import tissue_mask
 

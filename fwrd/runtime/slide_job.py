@@ -33,8 +33,19 @@ from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
 from fwrd.runtime.outputs.heatmap import ScoreGrid
 from fwrd.runtime.outputs.overlay import save_overlay
-from fwrd.runtime.outputs.summary import SUMMARY, complete_summary, slide_score, versions, write_summary
-from fwrd.runtime.outputs.tiles import TileJournal, journal_path, read_journal, write_tiles_csv
+from fwrd.runtime.outputs.summary import (
+    SUMMARY,
+    complete_summary,
+    slide_score,
+    versions,
+    write_summary,
+)
+from fwrd.runtime.outputs.tiles import (
+    TileJournal,
+    journal_path,
+    read_journal,
+    write_tiles_csv,
+)
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.reader import Slide, open_slide

@@ -7,7 +7,13 @@ ASAP annotations, the tile lattice, and synthetic slides for tests and the demo.
         xy = tile_grid(mask, ds, slide.dimensions, tile=256, stride=64)
 """
 
-from fwrd.slide.annotations import Annotations, contains, find_annotation, load_asap_xml, rasterize
+from fwrd.slide.annotations import (
+    Annotations,
+    contains,
+    find_annotation,
+    load_asap_xml,
+    rasterize,
+)
 from fwrd.slide.grid import DEFAULT_MIN_TISSUE, footprint_fraction, tile_grid
 from fwrd.slide.reader import Slide, open_slide, snap_downsample
 from fwrd.slide.tile_reader import TileReader, native_tile_size, open_tile_reader

@@ -37,10 +37,15 @@ from fwrd import __version__
 from fwrd.config import validate_tile_size
 from fwrd.errors import DataError, FwrdError, InputNotFound
 from fwrd.slide.annotations import find_annotation, load_asap_xml
+from fwrd.slide.discover import find_slides
 from fwrd.slide.reader import open_slide
-from fwrd.training.patch_sampling import DEFAULT_MIN_TISSUE, allocate, slide_candidates, spread
+from fwrd.training.patch_sampling import (
+    DEFAULT_MIN_TISSUE,
+    allocate,
+    slide_candidates,
+    spread,
+)
 
-SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 LABELS = ("normal", "tumor")
 CSV_HEADER = ("slide", "x", "y", "level", "tile", "label")
 OUTPUT_ENTRIES = {"normal", "tumor", "patches.csv", "patches.json"}
@@ -72,28 +77,6 @@ class _SlidePlan:
     mpp: float | None  # level-0 microns per pixel
     downsample: float  # level-0 pixels per patch pixel
     picks: dict[str, np.ndarray]  # label -> (k, 2) level-0 top-lefts, in sampling order
-
-
-def collect_slides(inputs: Sequence[str | Path]) -> list[Path]:
-    """Slide files named directly or found (non-recursively, by extension) in named folders."""
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if not path.exists():
-            raise InputNotFound(f"{path}: no such file or folder")
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
-            if not inside:
-                raise DataError(f"{path}: no slides in this folder ({', '.join(SLIDE_EXTENSIONS)})")
-            found.extend(inside)
-        else:
-            found.append(path)
-    unique = sorted(dict.fromkeys(p.resolve() for p in found), key=lambda p: (p.stem, str(p)))
-    names = [p.stem for p in unique]
-    clash = sorted({n for n in names if names.count(n) > 1})
-    if clash:
-        raise DataError(f"two slides share the name {clash[0]!r}; patch names would collide")
-    return unique
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -178,7 +161,7 @@ def extract_patches(
     if ann_dir is not None and not ann_dir.is_dir():
         raise InputNotFound(f"{ann_dir}: no such annotation folder")
     _check_out(out, overwrite)
-    slides = collect_slides(inputs)
+    slides = find_slides(inputs)
     requested = {"normal": int(n_normal), "tumor": int(n_tumor)}
 
     plans = [

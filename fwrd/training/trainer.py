@@ -28,11 +28,20 @@ from fwrd.errors import CheckpointError, DataError, FwrdError
 from fwrd.evaluation.patches import best_threshold
 from fwrd.evaluation.roc import roc_auc
 from fwrd.model.anomaly_map import patch_score
-from fwrd.model.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+from fwrd.model.checkpoint import (
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles
 from fwrd.model.weights import load_teacher_weights
-from fwrd.training.dataset import PatchDataset, PatchSet, load_patch_set, stratified_split
+from fwrd.training.dataset import (
+    PatchDataset,
+    PatchSet,
+    load_patch_set,
+    stratified_split,
+)
 from fwrd.training.loss import focal_distillation_loss
 
 

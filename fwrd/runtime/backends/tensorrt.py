@@ -37,7 +37,13 @@ from fwrd.config import INPUT_NAME, OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
 from fwrd.runtime.backends.base import Backend, check_tiles
 from fwrd.runtime.cuda_memory import (
-    INSTALL_HINT, CudaError, CudaStream, DeviceBuffer, PinnedHostBuffer, copy_to_device, copy_to_host,
+    INSTALL_HINT,
+    CudaError,
+    CudaStream,
+    DeviceBuffer,
+    PinnedHostBuffer,
+    copy_to_device,
+    copy_to_host,
     device_properties,
 )
 
