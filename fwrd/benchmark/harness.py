@@ -89,6 +89,8 @@ class BenchSettings:
         warmup: uncounted batches before each inference measurement (tiles for the naive loop).
         threads: ONNX Runtime and PyTorch CPU threads (None: physical cores).
         checkpoint: model.pt for the naive PyTorch baseline.
+        device: where the torch backend and the naive loop run (auto: CUDA when PyTorch sees a GPU).
+        cuda_graphs: the torch backend replays a captured CUDA graph per batch.
     """
 
     models: tuple[Path, ...]
@@ -107,6 +109,8 @@ class BenchSettings:
     mpp: float | None = None
     prefer_direct: bool = True
     checkpoint: Path | None = None
+    device: str = "auto"
+    cuda_graphs: bool = False
     seed: int = 7
 
     def __post_init__(self) -> None:
@@ -159,8 +163,8 @@ def open_targets(settings: BenchSettings, log: Log = _silent) -> tuple[list[Targ
     try:
         for path in dict.fromkeys(Path(p) for p in settings.models):
             if settings.precisions:
-                precision = model_precision(path)
-                if precision not in settings.precisions:
+                precision = model_precision(path)  # None: a checkpoint, filtered once opened
+                if precision is not None and precision not in settings.precisions:
                     skipped.append({"what": path.name, "reason": f"{precision}, not in --precisions"})
                     continue
             for kind in dict.fromkeys(canonical_kind(path, k) for k in settings.backends):
@@ -169,7 +173,8 @@ def open_targets(settings: BenchSettings, log: Log = _silent) -> tuple[list[Targ
                 if reason is None:
                     try:
                         log(f"loading {what}")
-                        target = open_target(path, kind, settings.batch_sizes, settings.threads)
+                        target = open_target(path, kind, settings.batch_sizes, settings.threads, settings.device,
+                                             settings.cuda_graphs)
                     except DependencyMissing as exc:
                         reason = str(exc)
                     except ModelError as exc:
@@ -177,6 +182,10 @@ def open_targets(settings: BenchSettings, log: Log = _silent) -> tuple[list[Targ
                             raise  # the ONNX file itself is wrong: say so, do not skip it quietly
                         reason = str(exc)  # a plan for another GPU / TensorRT: cannot run here
                     else:
+                        if settings.precisions and target.precision not in settings.precisions:
+                            target.close()
+                            skipped.append({"what": what, "reason": f"{target.precision}, not in --precisions"})
+                            continue
                         targets.append(target)
                         skipped.extend({"what": f"{what}, batch {b}", "reason": why}
                                        for b, why in target.skipped.items())
@@ -214,7 +223,7 @@ def run_benchmark(settings: BenchSettings, log: Log = _silent) -> dict[str, Any]
         if "naive" in stages and naive_reason is None:
             log(f"loading {settings.checkpoint} in PyTorch for the naive loop")
             assert settings.checkpoint is not None  # naive_unavailable said so
-            scorer = load_torch_scorer(settings.checkpoint, settings.threads or physical_cores())
+            scorer = load_torch_scorer(settings.checkpoint, settings.threads or physical_cores(), settings.device)
             if scorer.config.tile_size != config.tile_size:
                 raise FwrdError(f"{settings.checkpoint} reads {scorer.config.tile_size} px tiles, the models "
                                 f"{config.tile_size} px: give the checkpoint they were exported from")

@@ -55,24 +55,35 @@ def host_preprocess(tile: np.ndarray, config: FWRDConfig) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-def load_torch_scorer(checkpoint: Path, threads: int | None = None) -> TileScorer:
-    """The checkpoint's network in PyTorch eager fp32 on the CPU, scoring one tile per call."""
+def load_torch_scorer(checkpoint: Path, threads: int | None = None, device: str = "cpu") -> TileScorer:
+    """The checkpoint's network in PyTorch eager fp32, scoring one tile per call, on the CPU or a GPU.
+
+    On a GPU it runs as peers do: PyTorch's default switches (cuDNN's TF32 convolutions on, no
+    autotuning), each tile copied up from pageable memory and its score read back before the next.
+    """
     import torch
 
     from fwrd.model.anomaly_map import patch_score
     from fwrd.model.checkpoint import load_checkpoint
+    from fwrd.model.torch_backend import resolve_device
 
+    target = resolve_device(device)
     if threads:
         torch.set_num_threads(int(threads))
     model, config = load_checkpoint(checkpoint)
-    model = model.float().eval()
+    model = model.float().eval().to(target)
+    if target.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.allow_tf32 = True
 
     def score(x: np.ndarray) -> float:
         with torch.inference_mode():
-            teacher, student = model(torch.from_numpy(x))
+            teacher, student = model(torch.from_numpy(x).to(target))
             return float(patch_score(teacher, student, config.tile_size).item())
 
-    description = f"PyTorch {torch.__version__} eager fp32, batch 1, {torch.get_num_threads()} threads"
+    where = (f"{torch.cuda.get_device_name(target)} (PyTorch defaults: cuDNN TF32 on)" if target.type == "cuda"
+             else f"{torch.get_num_threads()} threads")
+    description = f"PyTorch {torch.__version__} eager fp32, batch 1, {where}"
     return TileScorer(config, score, description)
 
 

@@ -6,6 +6,8 @@ A *target* is one model file (an fp32, fp16 or int8 graph, or a TensorRT plan) o
     ort-cpu, ort-cuda,   ONNX Runtime pinned to one execution provider (compare providers in one run)
     ort-tensorrt
     tensorrt             a TensorRT plan through fwrd's own TensorRT backend
+    torch, torch-fp16,   a checkpoint (model.pt) through the torch backend (`torch`: fp16 on CUDA, fp32 on
+    torch-fp32           the CPU), on the device BenchSettings.device names
 
 A kind that does not apply to a file (tensorrt for an .onnx, ort-* for a plan) or cannot start here
 (no GPU, no TensorRT, a batch size outside the plan's profile) is skipped with the reason, so one run
@@ -23,12 +25,13 @@ from pathlib import Path
 
 from fwrd.config import META_PRECISION
 from fwrd.errors import FwrdError, InputNotFound, ModelError
-from fwrd.runtime.backends import ENGINE_SUFFIXES, open_backend
+from fwrd.runtime.backends import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, open_backend
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.model_file import file_sha256
 
-KINDS = ("auto", "onnxruntime", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+KINDS = ("auto", "onnxruntime", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt", "torch", "torch-fp16", "torch-fp32")
 ORT_DEVICES = {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-tensorrt": "tensorrt"}
+TORCH_PRECISIONS = {"torch": "auto", "torch-fp16": "fp16", "torch-fp32": "fp32"}
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -51,7 +54,8 @@ class Target:
         """Short row label: "onnxruntime cpu int8 (rd_int8.onnx)"."""
         backend = self.any_backend
         device = backend.device.split(" ")[0]
-        return f"{backend.name} {device} {self.precision} ({self.path.name})"
+        graphs = "+graphs" if getattr(backend, "cuda_graphs", False) else ""
+        return f"{backend.name} {device} {self.precision}{graphs} ({self.path.name})"
 
     def describe(self) -> dict:
         backend = self.any_backend
@@ -76,10 +80,18 @@ def is_engine(path: Path) -> bool:
     return path.suffix.lower() in ENGINE_SUFFIXES
 
 
+def is_checkpoint(path: Path) -> bool:
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES
+
+
 def not_applicable(path: Path, kind: str) -> str | None:
     """Why `kind` cannot run `path` at all (None when it can)."""
     if kind not in KINDS:
         raise FwrdError(f"unknown backend {kind!r}; expected one of {', '.join(KINDS)}")
+    if is_checkpoint(path) != (kind in TORCH_PRECISIONS) and kind != "auto":
+        if is_checkpoint(path):
+            return f"{kind} runs exported models, {path.name} is a checkpoint: use --backends torch"
+        return f"{kind} runs checkpoints (model.pt), {path.name} is not one"
     if is_engine(path) and kind not in ("auto", "tensorrt"):
         return f"{kind} runs ONNX models, {path.name} is a TensorRT plan"
     if not is_engine(path) and kind == "tensorrt":
@@ -92,13 +104,18 @@ def canonical_kind(path: Path, kind: str) -> str:
     named twice is measured once."""
     if kind != "auto":
         return kind
+    if is_checkpoint(path):
+        return "torch"
     return "tensorrt" if is_engine(path) else "onnxruntime"
 
 
-def model_precision(path: Path) -> str:
-    """fp32 / fp16 / int8 from the model's own record (ONNX metadata or the plan's manifest)."""
+def model_precision(path: Path) -> str | None:
+    """fp32 / fp16 / int8 from the model's own record (ONNX metadata or the plan's manifest); None for a
+    checkpoint, whose precision is the torch backend's choice."""
     if not path.is_file():
         raise InputNotFound(f"model not found: {path}")
+    if is_checkpoint(path):
+        return None
     if is_engine(path):
         from fwrd.runtime.backends.tensorrt import read_manifest
 
@@ -108,8 +125,14 @@ def model_precision(path: Path) -> str:
     return read_onnx_metadata(path).get(META_PRECISION, "fp32")
 
 
-def open_one(path: Path, kind: str, batch_size: int, threads: int | None) -> Backend:
-    """Open `path` on `kind` exactly as fwrd-run would (ort-* pins ONNX Runtime's provider)."""
+def open_one(
+    path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = False
+) -> Backend:
+    """Open `path` on `kind` exactly as fwrd-run would (ort-* pins ONNX Runtime's provider; torch-* take the
+    torch backend's device and CUDA-graph switches)."""
+    if kind in TORCH_PRECISIONS:
+        return open_backend(path, "torch", batch_size=batch_size, threads=threads, device=device,
+                            precision=TORCH_PRECISIONS[kind], cuda_graphs=cuda_graphs)
     if kind in ORT_DEVICES:
         from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -122,9 +145,13 @@ def open_one(path: Path, kind: str, batch_size: int, threads: int | None) -> Bac
     return open_backend(path, "auto" if kind == "auto" else kind, batch_size=batch_size, threads=threads)
 
 
-def open_target(path: Path, kind: str, batch_sizes: Sequence[int], threads: int | None) -> Target:
+def open_target(
+    path: Path, kind: str, batch_sizes: Sequence[int], threads: int | None, device: str = "auto",
+    cuda_graphs: bool = False,
+) -> Target:
     """Load `path` on `kind` for every batch size. An ONNX Runtime session takes any batch, so one session
-    serves them all; a TensorRT engine's buffers are sized per batch, so it gets one backend each.
+    serves them all; a TensorRT engine's (and the torch backend's) buffers are sized per batch, so each
+    batch size gets its own backend.
 
     Raises ModelError / DependencyMissing when the target cannot run at any batch size.
     """
@@ -132,7 +159,7 @@ def open_target(path: Path, kind: str, batch_sizes: Sequence[int], threads: int 
     if reason:
         raise ModelError(reason)
     sizes = sorted(set(batch_sizes))
-    if not is_engine(path):
+    if not is_engine(path) and kind not in TORCH_PRECISIONS:
         session = open_one(path, kind, max(sizes), threads)
         return Target(path, kind, session.precision, backends={b: session for b in sizes})
     backends: dict[int, Backend] = {}
@@ -140,7 +167,7 @@ def open_target(path: Path, kind: str, batch_sizes: Sequence[int], threads: int 
     try:
         for b in sizes:
             try:
-                backends[b] = open_one(path, kind, b, threads)
+                backends[b] = open_one(path, kind, b, threads, device, cuda_graphs)
             except ModelError as exc:  # e.g. a batch outside the plan's profile: the other sizes still run
                 skipped[b] = str(exc)
     except BaseException:

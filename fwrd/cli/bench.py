@@ -28,7 +28,8 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 
 @click.command("bench", cls=FwrdCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "models", type=click.Path(path_type=Path), multiple=True,
-              help="Exported fwrd ONNX model; repeat for the fp32 / fp16 / int8 graphs of one checkpoint.")
+              help="Exported fwrd ONNX model; repeat for the fp32 / fp16 / int8 graphs of one checkpoint. "
+                   "A checkpoint (model.pt) runs on the torch backends.")
 @click.option("--engine", "engines", type=click.Path(path_type=Path), multiple=True,
               help="TensorRT plan built by fwrd-export (repeatable).")
 @click.option("--slide", type=click.Path(path_type=Path), default=None,
@@ -38,7 +39,11 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.option("--batch-sizes", default="16", show_default=True, callback=_ints, help="Comma-separated.")
 @click.option("--workers", default="1,2", show_default=True, callback=_ints, help="Decode threads, comma-separated.")
 @click.option("--backends", default="auto", show_default=True, callback=_words,
-              help="Comma-separated: auto, onnxruntime, ort-cpu, ort-cuda, ort-tensorrt, tensorrt.")
+              help="Comma-separated: auto, onnxruntime, ort-cpu, ort-cuda, ort-tensorrt, tensorrt, "
+                   "torch, torch-fp16, torch-fp32 (the last three run a model.pt).")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+              help="Where the torch backends and the naive loop run.")
+@click.option("--cuda-graphs", is_flag=True, help="The torch backends on CUDA replay a captured CUDA graph per batch.")
 @click.option("--precisions", default="", callback=_words,
               help="Keep only models of these precisions (fp32, fp16, int8) [default: all given].")
 @click.option("--stages", default="decode,inference,end-to-end,naive", show_default=True, callback=_words,
@@ -67,7 +72,8 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 def command(
     models: tuple[Path, ...], engines: tuple[Path, ...], slide: Path | None, size: int,
-    batch_sizes: tuple[int, ...], workers: tuple[int, ...], backends: tuple[str, ...], precisions: tuple[str, ...],
+    batch_sizes: tuple[int, ...], workers: tuple[int, ...], backends: tuple[str, ...], device: str,
+    cuda_graphs: bool, precisions: tuple[str, ...],
     stages: tuple[str, ...], seconds: float, repeats: int, warmup: int, threads: int | None, stride: int | None,
     mpp: float | None, reader: str, checkpoint: Path | None, json_out: Path | None, markdown: Path | None,
     save: Path | None, quiet: bool,
@@ -95,7 +101,8 @@ def command(
     settings = BenchSettings(
         models=models + engines, slide=slide, size=size, batch_sizes=batch_sizes, workers=workers, backends=backends,
         precisions=precisions, stages=stages, seconds=seconds, repeats=repeats, warmup=warmup, threads=threads,
-        stride=stride, mpp=mpp, prefer_direct=(reader == "auto"), checkpoint=checkpoint,
+        stride=stride, mpp=mpp, prefer_direct=(reader == "auto"), checkpoint=checkpoint, device=device,
+        cuda_graphs=cuda_graphs,
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(f"fwrd-bench: {line}", err=True))
     result = run_benchmark(settings, log=log)

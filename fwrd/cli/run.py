@@ -1,7 +1,8 @@
-"""`fwrd-run`: score slides or a cohort with an exported model (ONNX Runtime or a TensorRT engine).
+"""`fwrd-run`: score slides or a cohort with an exported model (ONNX Runtime or a TensorRT engine), or a
+checkpoint with `--backend torch`.
 
 Only parses and delegates: fwrd.runtime.backends.open_backend, fwrd.runtime.cohort.score_cohort.
-Never imports torch.
+Never imports torch itself (the torch backend does, when asked for).
 """
 
 from __future__ import annotations
@@ -17,11 +18,19 @@ from fwrd.errors import FwrdError
 
 @click.command("run", cls=FwrdCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), help="Exported fwrd ONNX model (rd.onnx).")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Exported fwrd ONNX model (rd.onnx), or a checkpoint (model.pt) with --backend torch.")
 @click.option("--engine", type=click.Path(path_type=Path), help="TensorRT engine built by fwrd-export (rd.plan).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("fwrd-out"), show_default=True,
               help="Output folder; each slide gets OUT/<slide name>/.")
-@click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime", "torch"]), default="auto",
+              show_default=True, help="torch: run model.pt in PyTorch (a GPU without TensorRT, or the CPU).")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+              help="--backend torch only: cuda when PyTorch sees a GPU, else cpu.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True,
+              help="--backend torch only: fp16 convolutions on CUDA, fp32 on the CPU.")
+@click.option("--cuda-graphs", is_flag=True, help="--backend torch on CUDA: replay one captured CUDA graph per batch.")
+@click.option("--tf32", is_flag=True, help="--backend torch fp32 on CUDA: allow TF32 convolutions (~1e-3 relative).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Decode threads.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -37,8 +46,8 @@ from fwrd.errors import FwrdError
               help="auto: decode tiled-JPEG TIFF/SVS tiles directly; openslide: always OpenSlide.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
-    slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, batch_size: int,
-    workers: int, threads: int | None, stride: int | None, mpp: float | None, threshold: float | None,
+    slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
+    precision: str, cuda_graphs: bool, tf32: bool, batch_size: int, workers: int, threads: int | None, stride: int | None, mpp: float | None, threshold: float | None,
     shard: str | None, resume: bool, reader: str, quiet: bool,
 ) -> None:
     """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores."""
@@ -59,7 +68,8 @@ def command(
     if not chosen:
         click.echo(f"shard {shard} has no slides (the cohort has fewer than its index)", err=True)
         return
-    with open_backend(model or engine, backend, batch_size=batch_size, threads=threads) as opened:
+    with open_backend(model or engine, backend, batch_size=batch_size, threads=threads, device=device,
+                      precision=precision, cuda_graphs=cuda_graphs, tf32=tf32) as opened:
         click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision})", err=True)
         results = score_cohort(chosen, opened, out, settings, part,
                                log=(lambda line: None) if quiet and len(chosen) == 1 else None)

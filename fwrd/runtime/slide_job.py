@@ -75,7 +75,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     began = time.perf_counter()
     slide_path = Path(slide_path)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
-    run_key = settings.output_key(model_sha)
+    run_key = settings.output_key(backend.scores_identity())
     slide_dir = Path(out_dir) / slide_path.stem
     if settings.resume:
         done = complete_summary(slide_dir, run_key)
@@ -94,7 +94,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
 
         grid = ScoreGrid(plan.geometry)
         journal_file = journal_path(slide_dir / "tiles.csv")
-        score_key = settings.score_key(model_sha)
+        score_key = settings.score_key(backend.scores_identity())
         resumed = _load_journal(journal_file, score_key, grid, plan) if settings.resume else 0
         todo = plan.without(grid.is_scored(plan.points)) if resumed else plan
 

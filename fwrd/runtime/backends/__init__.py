@@ -1,7 +1,9 @@
 """Pick and open an inference backend for a model file.
 
 `.onnx` runs in ONNX Runtime (TensorRT EP > CUDA EP > CPU, whichever this machine has); `.plan`
-(or `.engine`) is a TensorRT engine run by `fwrd.runtime.backends.tensorrt`, imported only then.
+(or `.engine`) is a TensorRT engine run by `fwrd.runtime.backends.tensorrt`, imported only then;
+`backend="torch"` runs a checkpoint (`model.pt`) in PyTorch (`fwrd.model.torch_backend`, the only path
+here that imports torch, and only when asked for).
 
     with open_backend("rd.onnx", batch_size=32) as backend:
         score, amap = backend.infer(tiles)
@@ -16,17 +18,21 @@ from fwrd.errors import DependencyMissing, InputNotFound, ModelError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.model_file import file_sha256
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def open_backend(
-    model: str | Path, backend: str = "auto", batch_size: int = 16, threads: int | None = None
+    model: str | Path, backend: str = "auto", batch_size: int = 16, threads: int | None = None,
+    *, device: str = "auto", precision: str = "auto", cuda_graphs: bool = False, tf32: bool = False,
 ) -> Backend:
     """Load `model` on the best (or the named) backend; ModelError / DependencyMissing say why not.
 
-    The returned backend also carries `model_path` and `model_sha256` (recorded in summary.json and
-    used by `--resume` to tell whether existing outputs came from the same model).
+    `device`, `precision`, `cuda_graphs` and `tf32` belong to the torch backend (an ONNX model or a
+    plan carries its precision and picks its device). The returned backend also carries `model_path` and
+    `model_sha256` (recorded in summary.json and used by `--resume` to tell whether existing outputs came
+    from the same model).
     """
     path = Path(model)
     if backend not in BACKENDS:
@@ -35,8 +41,14 @@ def open_backend(
         raise ModelError(f"batch size must be at least 1, got {batch_size}")
     if not path.is_file():
         raise InputNotFound(f"model not found: {path}")
+    if backend != "torch" and (device, precision, cuda_graphs, tf32) != ("auto", "auto", False, False):
+        raise ModelError("--device, --precision, --cuda-graphs and --tf32 choose how --backend torch runs a "
+                         "checkpoint; an ONNX model or a TensorRT plan carries its own precision")
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
-    if is_engine:
+    if backend == "torch":
+        opened = _open_torch(path, batch_size, threads, device=device, precision=precision,
+                             cuda_graphs=cuda_graphs, tf32=tf32)
+    elif is_engine:
         if backend == "onnxruntime":
             raise ModelError(f"{path}: a TensorRT engine runs on the tensorrt backend, not onnxruntime")
         opened = _open_tensorrt(path, batch_size)
@@ -63,3 +75,14 @@ def _open_tensorrt(path: Path, batch_size: int) -> Backend:
     if not available:
         raise DependencyMissing(f"cannot run {path}: {reason}")
     return module.TensorRTBackend.from_plan(path, batch_size=batch_size)
+
+
+def _open_torch(path: Path, batch_size: int, threads: int | None, **options: object) -> Backend:
+    if path.suffix.lower() in ENGINE_SUFFIXES or path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: the torch backend runs a checkpoint from fwrd-train (model.pt); "
+                         "run an ONNX model or a TensorRT plan with --backend auto")
+    try:
+        module = importlib.import_module("fwrd.model.torch_backend")
+    except ImportError as exc:
+        raise DependencyMissing(f"the torch backend needs PyTorch ({exc}): pip install fwrd[train]") from None
+    return module.TorchBackend(path, batch_size=batch_size, threads=threads, **options)

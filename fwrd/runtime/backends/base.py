@@ -20,7 +20,7 @@ from fwrd.config import FWRDConfig
 class Backend(abc.ABC):
     """One loaded model on one device."""
 
-    name: str = "backend"  # "onnxruntime" | "tensorrt"
+    name: str = "backend"  # "onnxruntime" | "tensorrt" | "torch"
     device: str = "cpu"  # human-readable: "cpu", "cuda:0 (NVIDIA H100)", ...
 
     def __init__(self, config: FWRDConfig, metadata: dict[str, str], precision: str) -> None:
@@ -36,6 +36,11 @@ class Backend(abc.ABC):
     def max_batch(self) -> int | None:
         """Largest batch the model accepts (None: any)."""
         return None
+
+    def scores_identity(self) -> str:
+        """What fixes the scores this backend gives: the model file's sha256 (set by open_backend), plus
+        whatever else changes them (the torch backend's precision). `--resume` keys its journal on it."""
+        return str(getattr(self, "model_sha256", "") or "")
 
     @abc.abstractmethod
     def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
