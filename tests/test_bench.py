@@ -228,7 +228,7 @@ def test_naive_baseline_wiring(standin_model, tmp_path, monkeypatch):
     checkpoint.write_bytes(b"stand-in")
     config = FWRDConfig(tile_size=64, mpp=0.243)
     monkeypatch.setattr("fwrd.benchmark.harness.naive_unavailable", lambda path: None)
-    monkeypatch.setattr("fwrd.benchmark.harness.load_torch_scorer", lambda path, threads: _numpy_scorer(config))
+    monkeypatch.setattr("fwrd.benchmark.harness.load_torch_scorer", lambda path, threads, device: _numpy_scorer(config))
     settings = BenchSettings(models=(standin_model,), size=512, batch_sizes=(4,), workers=(1,),
                              stages=("inference", "naive"), seconds=0.03, repeats=2, threads=1, checkpoint=checkpoint)
     result = run_benchmark(settings)
@@ -238,7 +238,7 @@ def test_naive_baseline_wiring(standin_model, tmp_path, monkeypatch):
         result["inference"][0]["tiles_per_s"]["median"] / naive["tiles_per_s"]["median"], abs=1e-2)
 
     wrong = _numpy_scorer(FWRDConfig(tile_size=256))
-    monkeypatch.setattr("fwrd.benchmark.harness.load_torch_scorer", lambda path, threads: wrong)
+    monkeypatch.setattr("fwrd.benchmark.harness.load_torch_scorer", lambda path, threads, device: wrong)
     with pytest.raises(FwrdError, match="256 px tiles"):
         run_benchmark(settings)
 

@@ -296,15 +296,15 @@ class Kit:
                       repeats=s.repeats, stride=s.stride, device=self.device(), warmup=2)
         half = "torch-fp32" if self.dry else "torch-fp16"  # PyTorch's CPU half convolutions crawl
         runs = {
-            # fp16: every batch size, decode, the whole pipeline and the naive loop
+            # fp16, eager: every batch size, decode, the whole pipeline and the naive loop
             "fp16": BenchSettings(backends=(half,), batch_sizes=s.batch_sizes, checkpoint=self.checkpoint(),
-                                  stages=("decode", "inference", "end-to-end", "naive"), **common),
+                                  stages=("decode", "inference", "end-to-end", "naive"), cuda_graphs=False, **common),
             # CUDA graphs on the middle batch size
             "fp16-graphs": BenchSettings(backends=(half,), batch_sizes=(s.batch_sizes[len(s.batch_sizes) // 2],),
                                          stages=("inference", "end-to-end"), cuda_graphs=not self.dry, **common),
             # fp32 (TF32 off): inference only, it is several times slower
             "fp32": BenchSettings(backends=("torch-fp32",), batch_sizes=(s.batch_sizes[len(s.batch_sizes) // 2],),
-                                  stages=("inference",), **common),
+                                  stages=("inference",), cuda_graphs=False, **common),
         }
         summary: dict[str, Any] = {}
         for name, settings in runs.items():

@@ -110,7 +110,7 @@ class BenchSettings:
     prefer_direct: bool = True
     checkpoint: Path | None = None
     device: str = "auto"
-    cuda_graphs: bool = False
+    cuda_graphs: bool = True
     seed: int = 7
 
     def __post_init__(self) -> None:

@@ -126,7 +126,7 @@ def model_precision(path: Path) -> str | None:
 
 
 def open_one(
-    path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = False
+    path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = True
 ) -> Backend:
     """Open `path` on `kind` exactly as fwrd-run would (ort-* pins ONNX Runtime's provider; torch-* take the
     torch backend's device and CUDA-graph switches)."""
@@ -147,7 +147,7 @@ def open_one(
 
 def open_target(
     path: Path, kind: str, batch_sizes: Sequence[int], threads: int | None, device: str = "auto",
-    cuda_graphs: bool = False,
+    cuda_graphs: bool = True,
 ) -> Target:
     """Load `path` on `kind` for every batch size. An ONNX Runtime session takes any batch, so one session
     serves them all; a TensorRT engine's (and the torch backend's) buffers are sized per batch, so each

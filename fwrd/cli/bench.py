@@ -43,7 +43,8 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
                    "torch, torch-fp16, torch-fp32 (the last three run a model.pt).")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
               help="Where the torch backends and the naive loop run.")
-@click.option("--cuda-graphs", is_flag=True, help="The torch backends on CUDA replay a captured CUDA graph per batch.")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
+              help="The torch backends on CUDA replay a captured CUDA graph per batch.")
 @click.option("--precisions", default="", callback=_words,
               help="Keep only models of these precisions (fp32, fp16, int8) [default: all given].")
 @click.option("--stages", default="decode,inference,end-to-end,naive", show_default=True, callback=_words,

@@ -25,7 +25,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 def open_backend(
     model: str | Path, backend: str = "auto", batch_size: int = 16, threads: int | None = None,
-    *, device: str = "auto", precision: str = "auto", cuda_graphs: bool = False, tf32: bool = False,
+    *, device: str = "auto", precision: str = "auto", cuda_graphs: bool = True, tf32: bool = False,
 ) -> Backend:
     """Load `model` on the best (or the named) backend; ModelError / DependencyMissing say why not.
 
@@ -41,8 +41,8 @@ def open_backend(
         raise ModelError(f"batch size must be at least 1, got {batch_size}")
     if not path.is_file():
         raise InputNotFound(f"model not found: {path}")
-    if backend != "torch" and (device, precision, cuda_graphs, tf32) != ("auto", "auto", False, False):
-        raise ModelError("--device, --precision, --cuda-graphs and --tf32 choose how --backend torch runs a "
+    if backend != "torch" and (device, precision, cuda_graphs, tf32) != ("auto", "auto", True, False):
+        raise ModelError("--device, --precision, --no-cuda-graphs and --tf32 choose how --backend torch runs a "
                          "checkpoint; an ONNX model or a TensorRT plan carries its own precision")
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     if backend == "torch":
