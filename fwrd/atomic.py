@@ -1,16 +1,21 @@
 """Atomic file writes: a temp name in the same folder, then `os.replace`.
 
 A reader (or `--resume`) therefore sees either the previous complete file or the new complete file,
-never half of one, even when the run is killed mid-write.
+never half of one, even when the run is killed mid-write. A kill can leave the temp file behind
+(`.heatmap.npy.k3j9x_2a.tmp`: up to a checkpoint's size); whoever owns the folder next removes it with
+`remove_stale_temps`. An OS error while writing (a full disk) names the file being written, not the
+temp name or nothing at all.
 
     with atomic_path(out / "heatmap.npy") as tmp:
         np.save(tmp, grid)
+    remove_stale_temps(out)                       # at the start of the next run that owns `out`
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +40,47 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise naming(exc, path) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def naming(exc: OSError, path: str | Path) -> OSError:
+    """`exc` with `path` as its file name (ENOSPC from a write() names no file; a temp name is no help)."""
+    if exc.filename is not None and not _TEMP.match(os.path.basename(os.fspath(exc.filename))):
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path))
+
+
+# mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: str | Path, names: list[str] | None = None) -> list[Path]:
+    """Remove the temp files `atomic_path` leaves when killed mid-write, in `folder` (not below it).
+
+    Only the caller may know that nobody is writing there right now: call it where a run or a
+    training owns the folder. `names` limits it to the temps of those final file names (a training
+    folder may hold other commands' files). Returns what was removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match is None or (names is not None and match["name"] not in names):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fwrd.errors import SlideError
+from fwrd.errors import ModelError, SlideError
 from fwrd.runtime.backends import open_backend
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.settings import RunSettings
@@ -113,19 +113,20 @@ def test_resume_skips_complete_and_continues_interrupted(synthetic_cohort, backe
     full = score_slide(slide_path, backend, reference, settings)
     total = full.summary["tiles_scored"]
 
-    # interrupted after 5 batches: a journal, no summary, nothing that looks complete
+    # interrupted after 5 batches: a journal in the staging folder, no slide folder at all
     killed = Counting(backend, interrupt_after=5)
     with pytest.raises(KeyboardInterrupt):
         score_slide(slide_path, killed, tmp_path / "run", settings)
     out = tmp_path / "run" / slide_path.stem
-    assert not (out / "summary.json").exists() and not (out / "tiles.csv").exists()
-    journaled = len((out / "tiles.csv.part").read_text().splitlines()) - 2
+    staging = tmp_path / "run" / f".{slide_path.stem}.partial"
+    assert not out.exists() and {p.name for p in staging.iterdir()} == {"tiles.csv.part"}
+    journaled = len((staging / "tiles.csv.part").read_text().splitlines()) - 2
     assert journaled >= 5 * 8 - 8  # at least the batches scored before the kill
 
     resumed = Counting(backend)
     result = score_slide(slide_path, resumed, tmp_path / "run", settings)
     assert result.status == "ok" and resumed.tiles == total - journaled
-    assert result.summary["tiles_resumed"] == journaled
+    assert result.summary["tiles_resumed"] == journaled and not staging.exists()
     for name in ("tiles.csv", "heatmap.npy", "detections.csv", "tumor.geojson"):
         assert (out / name).read_bytes() == (reference / slide_path.stem / name).read_bytes()
 
@@ -145,3 +146,164 @@ def test_slide_without_resolution_needs_mpp(backend, tmp_path):
     assert not (tmp_path / "out" / "bare" / "summary.json").exists()
     result = score_slide(bare, backend, tmp_path / "out", RunSettings(mpp=0.243, progress=False))
     assert result.status == "ok" and result.summary["mpp"] == 0.243
+
+
+# --- no silent wrong answers (issue 11) -----------------------------------------------------------
+
+class Poisoned(Counting):
+    """Returns NaN (or inf) for the tiles of every `every`-th batch: a broken export, fp16 overflow."""
+
+    def __init__(self, inner: Backend, every: int = 3, value: float = np.nan) -> None:
+        super().__init__(inner)
+        self.every, self.value, self.poisoned = every, value, 0
+
+    def infer(self, tiles):
+        score, amap = super().infer(tiles)
+        if self.batches % self.every == 0:
+            score = np.full_like(score, self.value)
+            self.poisoned += len(score)
+        return score, amap
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_scores_fail_the_slide(synthetic_cohort, backend, tmp_path, value):
+    # issue 11.1: NaN scores made the slide "ok" with score 0 (a negative call)
+    slide_path = synthetic_cohort.slides[0].path
+    poisoned = Poisoned(backend, value=value)
+    with pytest.raises(ModelError) as caught:
+        score_slide(slide_path, poisoned, tmp_path, RunSettings(batch_size=8, progress=False))
+    message = str(caught.value)
+    assert f"gave {poisoned.poisoned} of {poisoned.tiles} tiles" in message and "non-finite" in message
+    assert str(backend.model_path) in message
+    assert not (tmp_path / slide_path.stem).exists()
+
+
+def test_cohort_reports_non_finite_scores_as_failed(synthetic_cohort, backend, tmp_path):
+    import csv
+
+    from fwrd.runtime.cohort import score_cohort
+
+    results = score_cohort([synthetic_cohort.slides[0].path], Poisoned(backend), tmp_path,
+                           RunSettings(batch_size=8, progress=False), log=lambda line: None)
+    assert results[0].status == "failed" and "non-finite" in results[0].error
+    with open(tmp_path / "slides.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["status"] == "failed" and row["score"] == "" and "non-finite" in row["error"]
+
+
+def test_resume_knows_a_replaced_slide(synthetic_cohort, backend, tmp_path):
+    # issue 11.2: a slide replaced under the same name kept the old scores (or mixed old and new tiles)
+    slide_a, slide_b = synthetic_cohort.slides[0].path, synthetic_cohort.slides[1].path  # same size
+    settings = RunSettings(batch_size=8, workers=2, progress=False, resume=True)
+    reference = score_slide(slide_b, backend, tmp_path / "ref", settings)
+    work = tmp_path / "slides" / "case.svs"
+    work.parent.mkdir()
+    work.write_bytes(slide_a.read_bytes())
+    first = score_slide(work, backend, tmp_path / "run", settings)
+    work.write_bytes(slide_b.read_bytes())  # a rescan copied over it
+    again = Counting(backend)
+    second = score_slide(work, again, tmp_path / "run", settings)
+    assert second.status == "ok" and again.tiles == reference.summary["tiles_scored"]
+    assert second.summary["slide_identity"] != first.summary["slide_identity"]
+    for name in ("tiles.csv", "heatmap.npy", "detections.csv"):
+        assert (tmp_path / "run" / "case" / name).read_bytes() == (tmp_path / "ref" / slide_b.stem / name).read_bytes()
+
+    # interrupted on one file, resumed on another: the journal is not the new slide's
+    work.write_bytes(slide_a.read_bytes())
+    with pytest.raises(KeyboardInterrupt):
+        score_slide(work, Counting(backend, interrupt_after=4), tmp_path / "run2", settings)
+    work.write_bytes(slide_b.read_bytes())
+    resumed = Counting(backend)
+    result = score_slide(work, resumed, tmp_path / "run2", settings)
+    assert result.summary["tiles_resumed"] == 0 and resumed.tiles == reference.summary["tiles_scored"]
+    assert (tmp_path / "run2" / "case" / "tiles.csv").read_bytes() == (tmp_path / "ref" / slide_b.stem / "tiles.csv").read_bytes()
+
+
+def test_slide_identity_samples_head_middle_and_tail(tmp_path):
+    from fwrd.slide.identity import SAMPLE, slide_identity
+
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 5 * SAMPLE, dtype=np.uint8).tobytes())
+    path = tmp_path / "s.tif"
+    path.write_bytes(bytes(data))
+    base = slide_identity(path)
+    assert base.startswith(f"v1:{5 * SAMPLE}:")
+    for offset in (10, len(data) // 2, len(data) - 10):
+        changed = bytearray(data)
+        changed[offset] ^= 0xFF
+        path.write_bytes(bytes(changed))
+        assert slide_identity(path) != base
+    path.write_bytes(bytes(data) + b"x")
+    assert slide_identity(path) != base
+    path.write_bytes(bytes(data))
+    assert slide_identity(path) == base  # the content, not the modification time
+
+
+def test_failed_rescore_leaves_the_previous_outputs_whole(synthetic_cohort, backend, tmp_path, monkeypatch):
+    # issue 11.3: a re-score that failed left new tiles.csv/heatmap next to old detections/overlay
+    import errno
+
+    import fwrd.runtime.slide_job as slide_job
+
+    slide_path = synthetic_cohort.slides[0].path
+    score_slide(slide_path, backend, tmp_path, RunSettings(batch_size=8, progress=False))
+    out = tmp_path / slide_path.stem
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(slide_job, "write_detections", disk_full)  # after tiles.csv and the heatmaps
+    with pytest.raises(OSError, match="No space left"):
+        score_slide(slide_path, backend, tmp_path, RunSettings(batch_size=8, stride=32, progress=False))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.undo()
+    # the next attempt (same settings, --resume) starts from the failed attempt's journal
+    done = score_slide(slide_path, backend, tmp_path, RunSettings(batch_size=8, stride=32, progress=False, resume=True))
+    assert done.status == "ok" and done.summary["stride"] == 32 and done.summary["tiles_this_run"] == 0
+
+
+def test_killed_between_the_swap_renames_resumes_without_scoring(synthetic_cohort, backend, tmp_path):
+    slide_path = synthetic_cohort.slides[2].path
+    settings = RunSettings(batch_size=8, progress=False, resume=True)
+    first = score_slide(slide_path, backend, tmp_path, settings)
+    final, staging = tmp_path / slide_path.stem, tmp_path / f".{slide_path.stem}.partial"
+    final.rename(staging)  # as if killed after moving the old folder aside, before the new one went in
+    again = Counting(backend)
+    result = score_slide(slide_path, again, tmp_path, settings)
+    assert result.status == "skipped" and again.tiles == 0 and result.score == first.score
+    assert (final / "summary.json").is_file() and not staging.exists()
+
+
+def test_summary_records_the_workers_that_ran(synthetic_cohort, backend, tmp_path):
+    # issue 11.11: summary.json said 8 workers where the slide had fewer work units than that
+    slide_path = synthetic_cohort.slides[2].path
+    result = score_slide(slide_path, backend, tmp_path, RunSettings(workers=64, batch_size=8, progress=False))
+    with open_slide(slide_path) as slide:
+        from fwrd.runtime.plan import plan_slide
+
+        units = plan_slide(slide, backend.config, RunSettings()).units
+    assert units < 64 and result.summary["workers"] == units
+    assert result.summary["settings"]["workers"] == 64
+
+
+def test_sigterm_stops_decode_threads_and_keeps_the_journal(synthetic_cohort, backend, tmp_path):
+    # issue 11.8: SIGTERM (Slurm, Kubernetes) must unwind like Ctrl-C
+    import os
+    import signal
+    import threading
+
+    from fwrd.cli.common import Terminated, sigterm_as_interrupt
+
+    class Terminating(Counting):
+        def infer(self, tiles):
+            if self.batches == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().infer(tiles)
+
+    slide_path = synthetic_cohort.slides[0].path
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
+        score_slide(slide_path, Terminating(backend), tmp_path, RunSettings(batch_size=8, workers=3, progress=False))
+    assert not [t for t in threading.enumerate() if t.name.startswith("fwrd-decode")]
+    journal = tmp_path / f".{slide_path.stem}.partial" / "tiles.csv.part"
+    assert len(journal.read_text().splitlines()) - 2 >= 3 * 8
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

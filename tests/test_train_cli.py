@@ -70,3 +70,20 @@ def test_resume_continues_to_more_epochs(tmp_path):
     assert code == 0, text
     history = (tmp_path / "m.history.jsonl").read_text().splitlines()
     assert len(history) == 2 and '"epoch": 2' in history[1]
+
+
+@pytest.mark.slow
+def test_training_removes_the_temp_files_of_killed_saves(tmp_path):
+    # issue 11.10: a kill while saving left `.model.last.pt.<random>.tmp` (1.7 GB at 64 px) for good
+    write_patches(tmp_path / "p", 6, 2, size=32)
+    stale = [tmp_path / ".m.pt.abcd1234.tmp", tmp_path / ".m.last.pt.k3j9x_2a.tmp"]
+    other = tmp_path / ".rd.onnx.abcdefgh.tmp"  # another command's write, maybe in progress: not ours
+    for path in stale + [other]:
+        path.write_bytes(b"\0" * 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, text = run([tmp_path / "p", "--out", tmp_path / "m.pt", "--epochs", "1", "--teacher-weights", "random",
+                          "--batch-size", "8"])
+    assert code == 0, text
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert not list(tmp_path.glob(".m.*.tmp"))

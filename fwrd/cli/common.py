@@ -1,9 +1,20 @@
-"""What every fwrd command shares: expected failures become one line on stderr and a non-zero exit."""
+"""What every fwrd command shares: expected failures become one line on stderr and a non-zero exit.
+
+Ctrl-C and SIGTERM (what Slurm and Kubernetes send on a timeout or preemption) stop a command the same
+way: the exception unwinds through every `finally` (journals flushed and closed, decode threads
+stopped, temp files removed), then one line (`interrupted` / `terminated`, with "rerun with --resume
+to continue" for the commands that can) and exit 130 / 143, the shells' codes for those signals.
+"""
 
 from __future__ import annotations
 
+import math
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -20,13 +31,45 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so it unwinds like Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan, inf and -inf (which float() and FloatRange accept)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class FwrdCommand(click.Command):
     """A click command whose expected failures print one line (`Error: ...`) instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         warnings.formatwarning = _warning_line
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except FwrdError as exc:
@@ -37,9 +80,11 @@ class FwrdCommand(click.Command):
             if getattr(exc, "filename", None):
                 raise click.ClickException(f"{exc.strerror or _one_line(exc)}: {exc.filename}") from None
             raise click.ClickException(_one_line(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            hint = "; rerun with --resume to continue" if "resume" in ctx.params else ""
+            click.echo(f"{'terminated' if terminated else 'interrupted'}{hint}", err=True)
+            sys.exit(143 if terminated else 130)
 
 
 class FwrdGroup(click.Group):

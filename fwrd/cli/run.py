@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FwrdCommand
+from fwrd.cli.common import FiniteFloat, FwrdCommand
 from fwrd.errors import FwrdError
 
 
@@ -39,49 +39,81 @@ from fwrd.errors import FwrdError
               help="ONNX Runtime CPU threads [default: physical cores].")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Grid step in pixels at the model's level [default: the tile size].")
-@click.option("--mpp", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--mpp", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata.")
-@click.option("--threshold", type=float, default=None, help="Tumor threshold [default: the model's].")
+@click.option("--threshold", type=FiniteFloat(), default=None, help="Tumor threshold [default: the model's].")
 @click.option("--shard", default=None, metavar="I/N", help="Score every N-th slide from the I-th (0-based).")
-@click.option("--resume", is_flag=True, help="Skip slides already complete; continue an interrupted one.")
+@click.option("--resume", is_flag=True,
+              help="Skip slides whose outputs are complete for this model, settings and slide file; "
+                   "continue interrupted ones.")
+@click.option("--overwrite", is_flag=True, help="Score slides again even when OUT already holds their outputs.")
 @click.option("--reader", type=click.Choice(["auto", "openslide"]), default="auto", show_default=True,
               help="auto: decode tiled-JPEG TIFF/SVS tiles directly; openslide: always OpenSlide.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
     precision: str, no_cuda_graphs: bool, tf32: bool, batch_size: int, workers: int, threads: int | None,
-    stride: int | None, mpp: float | None, threshold: float | None, shard: str | None, resume: bool, reader: str,
-    quiet: bool,
+    stride: int | None, mpp: float | None, threshold: float | None, shard: str | None, resume: bool,
+    overwrite: bool, reader: str, quiet: bool,
 ) -> None:
-    """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores."""
+    """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores.
+
+    Each slide gets OUT/<slide>/ (complete or absent, never half of a run); OUT/slides.csv lists
+    every slide of OUT. Nothing is written before the model and the slides have been checked.
+    """
     from fwrd.runtime.backends import open_backend
-    from fwrd.runtime.cohort import parse_shard, prepare_output, score_cohort, select_shard
+    from fwrd.runtime.cohort import check_output_folder, existing_outputs, parse_shard, score_cohort, select_shard
+    from fwrd.runtime.model_file import check_engine_argument
     from fwrd.runtime.settings import RunSettings
     from fwrd.slide.discover import find_slides
 
     if (model is None) == (engine is None):
         raise FwrdError("give exactly one of --model rd.onnx or --engine rd.plan")
+    if resume and overwrite:
+        raise FwrdError("give --resume (keep complete outputs) or --overwrite (score again), not both")
     settings = RunSettings(
         batch_size=batch_size, workers=workers, stride=stride, mpp=mpp, threshold=threshold, resume=resume,
         prefer_direct=(reader == "auto"), progress=not quiet,
     )
     part = parse_shard(shard)
     chosen = select_shard(find_slides(slides), part)
-    prepare_output(out)
+    check_output_folder(out)
+    if engine is not None:
+        check_engine_argument(engine)
     if not chosen:
         click.echo(f"shard {shard} has no slides (the cohort has fewer than its index)", err=True)
         return
+    present = existing_outputs(out, chosen)
+    if present and not (resume or overwrite):
+        raise FwrdError(
+            f"{out} already holds outputs of {len(present)} of these slides ({', '.join(present[:3])}"
+            f"{', ...' if len(present) > 3 else ''}); pass --resume to keep complete ones and continue "
+            "interrupted ones, or --overwrite to score them again"
+        )
     with open_backend(model or engine, backend, batch_size=batch_size, threads=threads, device=device,
                       precision=precision, cuda_graphs=not no_cuda_graphs, tf32=tf32) as opened:
         click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision})", err=True)
-        results = score_cohort(chosen, opened, out, settings, part,
+        results = score_cohort(chosen, opened, out, settings,
                                log=(lambda line: None) if quiet and len(chosen) == 1 else None)
     failed = [r for r in results if r.status == "failed"]
     if len(results) == 1 and failed:
         raise FwrdError(failed[0].error)
+    _say_where(out, results)
     if failed:
-        click.echo(f"Error: {len(failed)} of {len(results)} slides failed (see {out})", err=True)
+        click.echo(f"Error: {len(failed)} of {len(results)} slides failed (see {out / 'slides.csv'})", err=True)
         sys.exit(1)
+
+
+def _say_where(out: Path, results: list) -> None:
+    """Name the per-slide folder(s) and what they hold, and the table."""
+    from fwrd.runtime.outputs.summary import OUTPUT_FILES
+
+    done = [r for r in results if r.status != "failed"]
+    if not done:
+        return
+    folder = done[0].out_dir if len(done) == 1 else out / "<slide>"
+    click.echo(f"outputs: {folder}/ ({', '.join(OUTPUT_FILES)}); {out / 'slides.csv'} lists every slide "
+               f"of {out}", err=True)
 
 
 main = command

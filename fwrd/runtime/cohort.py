@@ -1,11 +1,11 @@
-"""Score many slides: expand folders, take this shard, score each, keep slides.csv up to date.
+"""Score many slides: expand folders, take this shard, score each, keep OUT/slides.csv true.
 
-One slide failing (corrupt, unreadable, no tissue) becomes a `failed` row and the others go on.
-`--shard i/N` takes every N-th slide from the i-th (0-based) of the sorted list, so N independent
-jobs (a Slurm array, N GPUs) split a cohort with no coordination; each shard writes its own
-`slides.shard-i-of-N.csv` so that jobs sharing one output folder never overwrite each other.
-slides.csv is `slide,score,status,error` with status `ok` (outputs complete, including slides that
---resume found already done) or `failed` (error says why), rewritten atomically after every slide.
+One slide failing (corrupt, unreadable, no tissue, non-finite scores) is recorded as failed and the
+others go on. `--shard i/N` takes every N-th slide from the i-th (0-based) of the sorted list, so N
+independent jobs (a Slurm array, N GPUs) split a cohort with no coordination, sharing one output
+folder: after every slide, OUT/slides.csv (`slide,score,status,error`) is rebuilt from the folder under
+a lock (outputs/slides_table.py), so it lists every slide of OUT with complete outputs, whichever shard
+or earlier run made them, plus the slides whose latest attempt failed.
 
     slides = select_shard(find_slides(["slides/"]), parse_shard("0/4"))
     results = score_cohort(slides, backend, Path("out"), RunSettings(resume=True))
@@ -13,16 +13,16 @@ slides.csv is `slide,score,status,error` with status `ok` (outputs complete, inc
 
 from __future__ import annotations
 
-import csv
-import io
+import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from fwrd.atomic import write_text
 from fwrd.errors import FwrdError
 from fwrd.runtime.backends.base import Backend
+from fwrd.runtime.outputs.slide_folder import staging_dir
+from fwrd.runtime.outputs.slides_table import update_slides_table
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, score_slide
 
@@ -48,8 +48,25 @@ def select_shard(slides: list[Path], shard: tuple[int, int] | None) -> list[Path
     return slides[index::count]
 
 
-def slides_csv_name(shard: tuple[int, int] | None) -> str:
-    return "slides.csv" if shard is None else f"slides.shard-{shard[0]}-of-{shard[1]}.csv"
+def check_output_folder(out: Path) -> None:
+    """Refuse an output folder that cannot be written, without creating anything (outputs are made
+    only once the model and the slides have been checked)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FwrdError(f"cannot write outputs to {out}: it exists and is not a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FwrdError(f"cannot write outputs to {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FwrdError(f"cannot write outputs to {out}: {existing} is not writable")
+
+
+def existing_outputs(out: Path, slides: list[Path]) -> list[str]:
+    """Names of `slides` that already have outputs (complete, or an interrupted or failed attempt) in `out`."""
+    out = Path(out)
+    return [p.stem for p in slides if (out / p.stem).exists() or staging_dir(out, p.stem).exists()]
 
 
 def prepare_output(out: Path) -> None:
@@ -69,14 +86,12 @@ def score_cohort(
     backend: Backend,
     out: Path,
     settings: RunSettings,
-    shard: tuple[int, int] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[SlideResult]:
     """Score `slides` in order (already sharded); one line per slide to `log` (stderr by default)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     out = Path(out)
     prepare_output(out)
-    table = out / slides_csv_name(shard)
     results: list[SlideResult] = []
     for number, path in enumerate(slides, start=1):
         try:
@@ -86,8 +101,15 @@ def score_cohort(
         except Exception as exc:  # a bug or an unexpected library error: report it, go on
             result = SlideResult(path.stem, path, "failed", None, f"{exc.__class__.__name__}: {_one_line(exc)}")
         results.append(result)
-        _write_table(table, results)
         log(_cohort_line(number, len(slides), result))
+        failures = [(result.name, path, result.error)] if result.status == "failed" else []
+        try:
+            table = update_slides_table(out, failures)
+        except OSError as exc:  # a full disk: say what failed first, then what could not be recorded
+            first = f"{result.name} failed ({result.error}), and " if failures else ""
+            raise FwrdError(f"{first}cannot update the slides table: {_one_line(exc)}") from None
+    if not slides:
+        table = update_slides_table(out)
     failed = sum(r.status == "failed" for r in results)
     log(f"cohort: {len(results)} slides, {len(results) - failed} ok, {failed} failed; {table}")
     return results
@@ -100,21 +122,12 @@ def _cohort_line(number: int, total: int, r: SlideResult) -> str:
     s = r.summary
     if r.status == "skipped":
         return f"{head} score {r.score:.4g} (complete outputs exist; skipped)"
+    if not s.get("tiles_this_run"):
+        return f"{head} score {r.score:.4g}, {s.get('tiles_scored')} tiles, all from the interrupted run's journal"
     return (
         f"{head} score {r.score:.4g}, {s.get('tiles_scored')} tiles, {s.get('tiles_per_s')} tiles/s "
-        f"({s.get('bottleneck') or 'nothing new'}-bound)"
+        f"({s.get('bottleneck')}-bound)"
     )
-
-
-def _write_table(path: Path, results: list[SlideResult]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["slide", "score", "status", "error"])
-    for r in results:
-        score = "" if r.score is None else f"{r.score:.9g}"
-        status = "failed" if r.status == "failed" else "ok"  # a skipped slide's outputs are complete
-        writer.writerow([r.name, score, status, r.error])
-    write_text(path, buffer.getvalue())
 
 
 def _one_line(exc: BaseException) -> str:

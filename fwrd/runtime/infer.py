@@ -32,6 +32,7 @@ class StreamTimes:
     tiles: int = 0
     batches: int = 0
     reader: str = ""  # tile reader kind the workers used
+    workers: int = 0  # decode threads that ran
 
     @property
     def tiles_per_s(self) -> float:

@@ -11,6 +11,7 @@ that is not an fwrd export must be refused up front with one clear line, not fai
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from fwrd.errors import FwrdError, InputNotFound, ModelError
 TensorSpec = tuple[str, Any, Sequence[Any]]
 
 _EXPORT_HINT = "export it with fwrd-export"
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -103,6 +105,46 @@ def dtype_name(dtype: Any) -> str:
     if text.startswith("<class 'numpy."):
         text = text[len("<class 'numpy."):-2]
     return {"float": "float32", "double": "float64", "float16": "float16"}.get(text, text)
+
+
+def is_torch_checkpoint(path: str | Path) -> bool:
+    """True for a file torch.save wrote: a zip holding `<name>/data.pkl`, or a legacy pickle."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if head == b"PK\x03\x04":
+            with zipfile.ZipFile(path) as archive:
+                return any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+
+
+def refuse_checkpoint(path: Path) -> None:
+    """ModelError for a PyTorch checkpoint given where an exported model belongs."""
+    if is_torch_checkpoint(path):
+        raise ModelError(
+            f"{path} is a PyTorch checkpoint, not an exported model: export it with "
+            f"`fwrd-export {path} -o rd.onnx`, or run it with --backend torch"
+        )
+
+
+def check_engine_argument(path: str | Path) -> None:
+    """Refuse, saying what an engine is, a file given to --engine that is not a TensorRT engine."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFound(f"engine not found: {path}")
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        return
+    build = ("an engine is an ONNX model compiled by TensorRT for one GPU model and TensorRT version: "
+             "build it on the machine that runs it with `fwrd-export model.pt -o rd.onnx --engine rd.plan`")
+    if is_torch_checkpoint(path):
+        raise ModelError(f"{path} is a PyTorch checkpoint, not a TensorRT engine; {build}")
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path} is an ONNX model, not a TensorRT engine: run it with --model {path}; or {build}")
+    raise ModelError(
+        f"{path}: --engine takes a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}); {build}"
+    )
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:

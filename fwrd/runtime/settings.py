@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
 from fwrd.errors import FwrdError
@@ -49,8 +50,10 @@ class RunSettings:
                 raise FwrdError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
         if self.stride is not None and self.stride < 1:
             raise FwrdError(f"stride must be at least 1 pixel, got {self.stride}")
-        if self.mpp is not None and not self.mpp > 0:
-            raise FwrdError(f"microns per pixel must be positive, got {self.mpp}")
+        if self.mpp is not None and not (self.mpp > 0 and math.isfinite(self.mpp)):
+            raise FwrdError(f"microns per pixel must be a positive number, got {self.mpp}")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise FwrdError(f"the threshold must be a finite number, got {self.threshold}")
         if not 0.0 <= self.min_tissue <= 1.0:
             raise FwrdError(f"minimum tissue fraction must be in [0, 1], got {self.min_tissue}")
         if self.nms_radius is not None and self.nms_radius < 1:
@@ -62,13 +65,17 @@ class RunSettings:
     def buffer_count(self) -> int:
         return self.buffers or 2 * self.workers + 2
 
-    def score_key(self, model_sha256: str) -> str:
-        """Identifies what the tile scores depend on (model, grid, resolution): the resume journal's key."""
+    def score_key(self, model_sha256: str, slide: str = "") -> str:
+        """Identifies what the tile scores depend on (model, grid, resolution and the slide file, see
+        fwrd.slide.identity): the resume journal's key."""
         fields = {"model": model_sha256, "stride": self.stride, "mpp": self.mpp, "min_tissue": self.min_tissue}
+        if slide:
+            fields["slide"] = slide
         return _digest(fields)
 
     def output_key(self, model_sha256: str) -> str:
-        """Identifies complete outputs (scores plus threshold and NMS): what --resume compares."""
+        """Identifies how outputs were made (model, grid, threshold, NMS), the same for every slide of a
+        run: summary.json's `run_key`. --resume compares it and the slide's identity."""
         fields = {"scores": self.score_key(model_sha256), "threshold": self.threshold, "nms": self.nms_radius}
         return _digest(fields)
 

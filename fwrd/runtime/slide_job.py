@@ -4,9 +4,13 @@ can call it the same way.
     open slide -> plan (level, tissue, grid, units) -> decode workers || backend -> score grid
     -> tiles.csv, heatmap.npy/png, overlay.png, detections.csv, tumor.geojson -> summary.json (last)
 
-Outputs go to `out_dir/<slide name>/`, each written atomically. While streaming, scores are journaled
-to tiles.csv.part so that `resume=True` continues an interrupted slide without rescoring, and skips a
-slide whose complete outputs were made with the same model and settings.
+Outputs are made in a staging folder `out_dir/.<slide name>.partial/` and swapped in whole as
+`out_dir/<slide name>/` (slide_folder.py), so that folder always holds one run's complete outputs.
+While streaming, scores are journaled to the staging folder's tiles.csv.part, so that `resume=True`
+continues an interrupted slide without rescoring, and skips a slide whose complete outputs were made
+with the same model and settings from the same slide file (fwrd.slide.identity: a slide replaced under
+the same name is scored again). Any non-finite tile score fails the slide (ModelError): a NaN must never
+become "ok, score 0".
 
     with open_backend("rd.onnx") as backend:
         result = score_slide("tumor_001.tif", backend, Path("out"), RunSettings(stride=64))
@@ -24,7 +28,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fwrd.errors import FwrdError
+from fwrd.atomic import remove_stale_temps
+from fwrd.errors import FwrdError, ModelError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers
 from fwrd.runtime.infer import StreamTimes, run_stream
@@ -33,8 +38,14 @@ from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
 from fwrd.runtime.outputs.heatmap import ScoreGrid
 from fwrd.runtime.outputs.overlay import save_overlay
+from fwrd.runtime.outputs.slide_folder import (
+    discard_staging,
+    fresh_staging,
+    open_staging,
+    staging_dir,
+    swap_in,
+)
 from fwrd.runtime.outputs.summary import (
-    SUMMARY,
     complete_summary,
     slide_score,
     versions,
@@ -48,6 +59,7 @@ from fwrd.runtime.outputs.tiles import (
 )
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.settings import RunSettings
+from fwrd.slide.identity import slide_identity
 from fwrd.slide.reader import Slide, open_slide
 
 THUMBNAIL_SIDE = 1024  # overlay.png long side at most (PNG encoding time grows with it)
@@ -69,32 +81,33 @@ class SlideResult:
 def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
     """Score the slide at `slide_path` with `backend` into `out_dir/<slide name>/`.
 
-    Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; the outputs
-    of a failed slide never include a summary.json, so they never look complete.
+    Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; a failed slide
+    leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs).
     """
     began = time.perf_counter()
-    slide_path = Path(slide_path)
+    slide_path, out_dir = Path(slide_path), Path(out_dir)
+    name = slide_path.stem
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
-    slide_dir = Path(out_dir) / slide_path.stem
+    identity = slide_identity(slide_path) if slide_path.is_file() else ""  # else open_slide says why
+    final = out_dir / name
     if settings.resume:
-        done = complete_summary(slide_dir, run_key)
+        done = _already_done(out_dir, name, run_key, identity)
         if done is not None:
-            return SlideResult(slide_path.stem, slide_path, "skipped", done.get("score"), "", slide_dir, done)
-
-    if slide_dir.is_dir():
-        (slide_dir / SUMMARY).unlink(missing_ok=True)  # being rescored: no longer looks complete
+            return SlideResult(name, slide_path, "skipped", done.get("score"), "", final, done)
+        staging = open_staging(out_dir, name)
+    else:
+        staging = fresh_staging(out_dir, name)
 
     with open_slide(slide_path, mpp=settings.mpp) as slide:
         t_open = time.perf_counter() - began
         mark = time.perf_counter()
         plan = plan_slide(slide, backend.config, settings)
         t_tissue = time.perf_counter() - mark
-        slide_dir.mkdir(parents=True, exist_ok=True)
 
         grid = ScoreGrid(plan.geometry)
-        journal_file = journal_path(slide_dir / "tiles.csv")
-        score_key = settings.score_key(backend.scores_identity())
+        journal_file = journal_path(staging / "tiles.csv")
+        score_key = settings.score_key(backend.scores_identity(), identity)
         resumed = _load_journal(journal_file, score_key, grid, plan) if settings.resume else 0
         todo = plan.without(grid.is_scored(plan.points)) if resumed else plan
 
@@ -105,8 +118,9 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
             journal.close()
 
         mark = time.perf_counter()
+        _check_finite(grid, backend, slide)
         threshold = backend.config.threshold if settings.threshold is None else settings.threshold
-        summary = _write_outputs(slide, slide_dir, plan, grid, threshold, settings)
+        summary = _write_outputs(slide, staging, plan, grid, threshold, settings)
         t_write = time.perf_counter() - mark + times.write
 
     summary.update(
@@ -115,11 +129,11 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
             "device": backend.device,
             "precision": backend.precision,
             "batch_size": _batch_size(backend, settings),
-            "workers": settings.workers,
+            "workers": times.workers,  # decode threads that ran (at most one per work unit; 0: all resumed)
             "reader": times.reader,
             "tiles_resumed": resumed,
             "tiles_this_run": times.tiles,
-            "tiles_per_s": round(times.tiles_per_s, 2),
+            "tiles_per_s": round(times.tiles_per_s, 2) if times.tiles else None,
             "bottleneck": times.bottleneck if times.tiles else None,
             "seconds": {
                 "open": round(t_open, 4),
@@ -139,11 +153,43 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
             "settings": settings.to_dict(),
             "versions": versions(),
             "run_key": run_key,
+            "slide_identity": identity,
         }
     )
-    write_summary(slide_dir, summary)
+    write_summary(staging, summary)
     journal.discard()  # only now: a crash before the summary can still resume from the journal
-    return SlideResult(slide_path.stem, slide_path, "ok", summary["score"], "", slide_dir, summary)
+    swap_in(staging, final)
+    return SlideResult(name, slide_path, "ok", summary["score"], "", final, summary)
+
+
+def _already_done(out_dir: Path, name: str, run_key: str, identity: str) -> dict[str, Any] | None:
+    """--resume: the summary of complete outputs of this model, settings and slide file, else None.
+
+    A staging folder that is complete (a kill between the swap's two renames) is swapped in here.
+    """
+    final = out_dir / name
+    done = complete_summary(final, run_key, identity)
+    if done is not None:
+        discard_staging(out_dir, name)  # an older failure record or journal is moot now
+        remove_stale_temps(final)
+        return done
+    staged = complete_summary(staging_dir(out_dir, name), run_key, identity)
+    if staged is not None:
+        swap_in(staging_dir(out_dir, name), final)
+    return staged
+
+
+def _check_finite(grid: ScoreGrid, backend: Backend, slide: Slide) -> None:
+    """A NaN or inf tile score is a broken model or an overflowing engine, never a negative tile."""
+    scores = grid.scores()
+    bad = int(np.count_nonzero(~np.isfinite(scores)))
+    if bad:
+        model = getattr(backend, "model_path", "") or backend.name
+        raise ModelError(
+            f"{model} ({backend.name}, {backend.precision}) gave {bad} of {scores.size} tiles of {slide.path} "
+            "a non-finite score (NaN or inf); no outputs written. A broken export, or fp16 overflow: "
+            "try the fp32 model"
+        )
 
 
 def _batch_size(backend: Backend, settings: RunSettings) -> int:
@@ -193,6 +239,7 @@ def _stream(
     finally:
         bar.close()
     times.reader = decode.reader_kind
+    times.workers = decode.worker_count if todo.units else 0
     return times
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fwrd.atomic import remove_stale_temps
 from fwrd.config import FWRDConfig
 from fwrd.errors import CheckpointError, DataError, FwrdError
 from fwrd.evaluation.patches import best_threshold
@@ -107,6 +108,7 @@ def resolve_device(name: str) -> torch.device:
 def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
     """Train and write `model.pt`, `model.last.pt`, `model.history.jsonl`; returns the epoch records."""
     torch.manual_seed(settings.seed)
+    remove_stale_temps(settings.out.parent, [settings.out.name, sidecar(settings.out, ".last.pt").name])
     train_set, val_set = _datasets(settings)
     device = resolve_device(settings.device)
     log(

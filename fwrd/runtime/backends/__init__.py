@@ -16,10 +16,9 @@ from pathlib import Path
 
 from fwrd.errors import DependencyMissing, InputNotFound, ModelError
 from fwrd.runtime.backends.base import Backend
-from fwrd.runtime.model_file import file_sha256
+from fwrd.runtime.model_file import ENGINE_SUFFIXES, file_sha256, refuse_checkpoint
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
@@ -58,6 +57,7 @@ def open_backend(
                 f"{path}: the tensorrt backend runs an engine (--engine rd.plan, built by fwrd-export); "
                 "use --backend auto or onnxruntime for an .onnx model"
             )
+        refuse_checkpoint(path)
         from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         opened = OnnxRuntimeBackend(path, threads=threads, batch_size=batch_size)

@@ -1,9 +1,9 @@
 """summary.json: the slide's verdict and a manifest of how it was obtained; written last.
 
-Because every other output is written before it (each atomically), a summary.json whose `run_key`
-matches the current model and settings means the slide's outputs are complete: that is what
-`--resume` checks. Before a slide is rescored its old summary.json is removed first, so a folder
-never looks complete while it is being rewritten.
+Because every other output is written before it (each atomically, in a staging folder that is
+swapped in whole: slide_folder.py), a slide folder with a readable summary.json and every output file
+is complete (`read_complete`: what slides.csv and fwrd-eval use). `--resume` also needs its `run_key`
+(model and settings) and `slide_identity` (which slide file, fwrd.slide.identity) to match.
 """
 
 from __future__ import annotations
@@ -61,20 +61,33 @@ def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
     write_json(out_dir / SUMMARY, finite_or_none(summary))
 
 
-def read_summary(out_dir: Path) -> dict[str, Any] | None:
+def read_json_dict(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`; None when missing, unreadable or not an object."""
     try:
-        with open(out_dir / SUMMARY, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def complete_summary(out_dir: Path, run_key: str) -> dict[str, Any] | None:
-    """The summary of complete outputs made with `run_key`, else None."""
+def read_summary(out_dir: Path) -> dict[str, Any] | None:
+    return read_json_dict(out_dir / SUMMARY)
+
+
+def read_complete(out_dir: Path) -> dict[str, Any] | None:
+    """The summary of a complete slide folder (summary.json with a score, every output file), else None."""
     summary = read_summary(out_dir)
-    if summary is None or summary.get("run_key") != run_key:
+    if summary is None or not isinstance(summary.get("score"), (int, float)):
         return None
     if not all((out_dir / name).is_file() for name in OUTPUT_FILES):
+        return None
+    return summary
+
+
+def complete_summary(out_dir: Path, run_key: str, slide_identity: str) -> dict[str, Any] | None:
+    """The summary of complete outputs made with `run_key` from this very slide file, else None."""
+    summary = read_complete(out_dir)
+    if summary is None or summary.get("run_key") != run_key or summary.get("slide_identity") != slide_identity:
         return None
     return summary

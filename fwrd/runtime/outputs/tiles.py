@@ -18,7 +18,7 @@ from typing import IO
 
 import numpy as np
 
-from fwrd.atomic import atomic_open
+from fwrd.atomic import atomic_open, naming
 from fwrd.runtime.outputs.heatmap import ScoreGrid
 
 HEADER = "x,y,score"
@@ -41,23 +41,33 @@ class TileJournal:
 
     def __init__(self, path: str | Path, key: str, *, continue_existing: bool) -> None:
         self.path = Path(path)
-        self._handle: IO[str] | None
-        if continue_existing and self.path.exists():
-            self._handle = open(self.path, "a", encoding="utf-8", newline="")
-        else:
-            self._handle = open(self.path, "w", encoding="utf-8", newline="")
-            self._handle.write(f"#key={key}\n{HEADER}\n")
-            self._handle.flush()
+        self._handle: IO[str] | None = None
+        try:
+            if continue_existing and self.path.exists():
+                self._handle = open(self.path, "a", encoding="utf-8", newline="")
+            else:
+                self._handle = open(self.path, "w", encoding="utf-8", newline="")
+                self._handle.write(f"#key={key}\n{HEADER}\n")
+                self._handle.flush()
+        except OSError as exc:  # a full disk: say which file
+            self.close()
+            raise naming(exc, self.path) from None
 
     def append(self, coords: np.ndarray, scores: np.ndarray) -> None:
         assert self._handle is not None
-        self._handle.write(_rows_text(coords[:, 0], coords[:, 1], scores))
-        self._handle.flush()
+        try:
+            self._handle.write(_rows_text(coords[:, 0], coords[:, 1], scores))
+            self._handle.flush()
+        except OSError as exc:
+            raise naming(exc, self.path) from None
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()  # flushes what a failed write left buffered
+            except OSError:
+                pass  # the write that failed has already said why
 
     def discard(self) -> None:
         self.close()
