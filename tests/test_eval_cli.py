@@ -65,13 +65,28 @@ def cohort(tmp_path_factory) -> Path:
     for name, text in DETECTIONS.items():
         (root / "detections" / f"{name}.csv").write_text(text)
     (root / "reference.csv").write_text(REFERENCE)
-    run = root / "run"
-    run.mkdir()
-    (run / "slides.csv").write_text(SCORES)
-    for name, text in DETECTIONS.items():
-        (run / name).mkdir()
-        (run / name / "detections.csv").write_text(text)
+    write_run_folder(root / "run", SIZE)
     return root
+
+
+def write_run_folder(run: Path, size: tuple[int, int], run_key: str = "k1") -> Path:
+    """A fwrd-run output folder for SCORES and DETECTIONS: complete slide folders (every output file,
+    summary.json with the slide's size) and the slides.csv fwrd-run builds from them."""
+    from fwrd.atomic import write_json
+    from fwrd.runtime.outputs.slides_table import update_slides_table
+    from fwrd.runtime.outputs.summary import OUTPUT_FILES
+
+    for line in SCORES.splitlines()[1:]:
+        name, score = line.split(",")[:2]
+        folder = run / name
+        folder.mkdir(parents=True)
+        for output in OUTPUT_FILES:
+            (folder / output).write_bytes(b"")
+        (folder / "detections.csv").write_text(DETECTIONS.get(name, ""))
+        write_json(folder / "summary.json", {"slide": name, "score": float(score), "run_key": run_key,
+                                             "slide_dimensions": list(size), "model": {"path": "rd.onnx"}})
+    update_slides_table(run)
+    return run
 
 
 def invoke(*args: str):
@@ -334,3 +349,81 @@ def test_eval_is_a_subcommand_of_fwrd_and_stays_torch_free(cohort, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "froc.json").is_file()
+
+
+# --- a run folder must tell the truth (issue 11.3-5, 14.7) -------------------------------------------
+
+def test_run_dir_refuses_a_table_that_disagrees_with_the_folder(cohort, tmp_path):
+    import shutil
+
+    args = ("--reference", cohort / "reference.csv", "--masks", cohort / "masks", "--out", tmp_path / "o")
+    stale = shutil.copytree(cohort / "run", tmp_path / "stale")
+    (stale / "slides.csv").write_text(SCORES.replace("tumor_002,0.4", "tumor_002,0.7"))  # an older run's table
+    fails_cleanly(invoke(stale, *args), "tumor_002", "0.7", "0.4", "--resume")
+    shard = shutil.copytree(cohort / "run", tmp_path / "shard")
+    (shard / "slides.csv").write_text("\n".join(SCORES.splitlines()[:3]) + "\n")  # one shard's rows only
+    fails_cleanly(invoke(shard, *args), "does not list slide normal_001")
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_dir_refuses_slides_of_two_models(cohort, tmp_path):
+    import json as _json
+    import shutil
+
+    run = shutil.copytree(cohort / "run", tmp_path / "run")
+    summary = _json.loads((run / "tumor_002" / "summary.json").read_text())
+    (run / "tumor_002" / "summary.json").write_text(_json.dumps({**summary, "run_key": "k2"}))
+    fails_cleanly(invoke(run, "--reference", cohort / "reference.csv"), "different models or settings")
+
+
+def test_run_dir_reads_only_complete_slide_folders(cohort, tmp_path):
+    import shutil
+
+    run = shutil.copytree(cohort / "run", tmp_path / "run")
+    # an interrupted slide and a half-written staging folder: their detections must not count
+    for folder in (run / "normal_003", run / ".tumor_001.partial"):
+        folder.mkdir()
+        (folder / "detections.csv").write_text("0.99,100,100\n0.98,200,200\n")
+    for name in ("froc", "run"):
+        args = ("froc", "--detections", run) if name == "froc" else (run, "--reference", cohort / "reference.csv")
+        result = invoke(*args, "--masks", cohort / "masks", "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        froc = json.loads((tmp_path / name / "froc.json").read_text())
+        assert froc["false_positives"] == 4 and "normal_003" not in result.output
+
+
+def test_masks_are_checked_against_the_sizes_the_run_recorded(cohort, tmp_path):
+    # issue 11.5: without --slide-dir a mask of twice the slide's size was accepted and FROC dropped
+    run = write_run_folder(tmp_path / "run", (2048, 2048))
+    result = invoke(run, "--reference", cohort / "reference.csv", "--masks", cohort / "masks", "--out", tmp_path / "o")
+    fails_cleanly(result, "4096x4096", "2048x2048", "wrong mask")
+    assert "AUC" not in result.output and not (tmp_path / "o").exists()  # issue 14.7: checked before any result
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    blank_slide(slides / "tumor_001.tif", SIZE)  # the slide folder disagrees with what the run recorded
+    result = invoke("froc", "--detections", run, "--masks", cohort / "masks", "--slide-dir", slides)
+    fails_cleanly(result, "tumor_001", "scored at 2048x2048", "replaced")
+
+
+def test_run_dir_rasterises_xml_at_the_recorded_size_and_names_its_files(cohort, tmp_path):
+    out = tmp_path / "o"
+    result = invoke(cohort / "run", "--reference", cohort / "reference.csv", "--masks", cohort / "annotations",
+                    "--exclude", "normal_002", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "froc.json").read_text())["lesions"] == 3
+    wrote = result.output.strip().splitlines()[-1]
+    assert wrote == "wrote " + ", ".join(str(out / n) for n in ("slides.json", "slides_roc.png", "froc.json", "froc.png"))
+
+
+def test_organisers_flag_keeps_their_threshold_rule(cohort, tmp_path):
+    perfect = tmp_path / "perfect"  # both lesions of tumor_002 found, no false positive, no ITC
+    perfect.mkdir()
+    (perfect / "tumor_002.csv").write_text("0.7,1200,1000\n0.65,3000,3200\n")
+    (perfect / "normal_001.csv").write_text("")
+    common = ("froc", "--detections", perfect, "--masks", cohort / "masks")
+    ours = invoke(*common, "--out", tmp_path / "a")
+    theirs = invoke(*common, "--organisers-froc", "--out", tmp_path / "b")
+    assert ours.exit_code == 0 and theirs.exit_code == 0, ours.output + theirs.output
+    a, b = (json.loads((tmp_path / d / "froc.json").read_text()) for d in "ab")
+    assert a["froc"] == 1.0 and b["froc"] == 0.5  # the organisers drop the lowest-scored lesion
+    assert b["lowest_threshold_rule"].startswith("organisers")

@@ -310,9 +310,31 @@ def test_bit_exact_against_the_organisers_loops(seed):
         assert np.array_equal(outcomes[-1].tp_probs, tp) and outcomes[-1].lesions == n
     if sum(data[3]) == 0:
         pytest.skip("no lesion drawn")
-    curve = froc_curve(outcomes)
+    curve = froc_curve(outcomes, organisers=True)
     fps, sens = oracle_froc(data)
     assert np.array_equal(curve.fps_per_slide, fps)
     assert np.array_equal(curve.sensitivity, sens)
     expected = np.interp([0.25, 0.5, 1, 2, 4, 8], fps[::-1], sens[::-1])
     assert np.array_equal(froc_score(curve)[0], expected)
+    if min(min(min(fp, default=1) for fp in data[1]), min(min(tp, default=1) for tp in data[2])) == 0:
+        # a 0 (missed lesion, ITC or a 0 detection) is what the organisers' rule drops: the same curve
+        default = froc_curve(outcomes)
+        assert np.array_equal(default.fps_per_slide, fps) and np.array_equal(default.sensitivity, sens)
+
+
+def test_a_perfect_detector_scores_one():
+    # issue 11.13: `all_probs[1:]` drops the lowest real threshold when no lesion is missed
+    tumor = np.zeros((200, 500), dtype=bool)
+    corners = [(20 + 65 * i, 30 + 40 * (i % 3)) for i in range(7)]
+    for c, r in corners:
+        tumor[r:r + 40, c:c + 40] = True  # 40 px at level 5 (311 um): no ITC; 25 px apart: no merging
+    labels = evaluation_mask(tumor)
+    assert labels.max() == 7 and len(itc_labels(labels)) == 0
+    probs = [0.9, 0.8, 0.75, 0.7, 0.6, 0.55, 0.5]
+    outcome = match_slide("t", dets(*[at(p, r + 20, c + 20) for p, (c, r) in zip(probs, corners)]), labels)
+    assert outcome.detected_lesions == 7 and outcome.fp_probs.size == 0
+    assert froc_score(froc_curve([outcome]))[1] == 1.0
+    organisers = froc_curve([outcome], organisers=True)
+    assert froc_score(organisers)[1] == pytest.approx(6 / 7)  # what Evaluation_FROC.py reports
+    fps, sens = oracle_froc([["t"], [[]], [outcome.tp_probs], [7]])
+    assert np.array_equal(organisers.sensitivity, sens) and np.array_equal(organisers.fps_per_slide, fps)

@@ -12,11 +12,13 @@ Each writes a JSON of the figures and PNG plots and prints a short table. Parsin
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FwrdGroup
+from fwrd.cli.common import FiniteFloat, FwrdGroup
 from fwrd.errors import InputNotFound
 
 DEFAULT_OUT = "fwrd-eval"
@@ -40,40 +42,77 @@ def _progress(index: int, total: int, name: str) -> None:
         click.echo(f"\r[{index}/{total}] {name}\x1b[K", err=True, nl=index == total)
 
 
-def _froc(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
-          slide_dir: Path | None, exclude: list[str], out: Path) -> None:
-    from fwrd.evaluation.detections import find_detection_files, read_reference
+@dataclass
+class _Report:
+    """Results computed first, then written and printed together: a bad input (a wrong mask) stops the
+    evaluation before any figure is shown."""
+
+    out: Path
+    parts: list[tuple[str, Callable[[Path], list[Path]]]] = field(default_factory=list)
+
+    def add(self, table: str, write: Callable[[Path], list[Path]]) -> None:
+        self.parts.append((table, write))
+
+    def finish(self) -> None:
+        written: list[Path] = []
+        for table, write in self.parts:
+            written += write(self.out)
+            click.echo(table)
+        if written:
+            click.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _run_folder(folder: Path) -> dict[str, dict] | None:
+    """{slide: summary} of a fwrd-run output folder (after checking slides.csv against it), else None."""
+    from fwrd.runtime.outputs.slides_table import TABLE, check_slides_table
+
+    return check_slides_table(folder) if (folder / TABLE).is_file() else None
+
+
+def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
+          slide_dir: Path | None, exclude: list[str], organisers: bool) -> None:
+    from fwrd.evaluation.detections import find_detection_files, read_reference, slide_key
     from fwrd.evaluation.froc import evaluate_lesions
-    from fwrd.evaluation.masks import find_masks, slide_size_lookup
+    from fwrd.evaluation.masks import find_masks, size_lookup
     from fwrd.evaluation.plots import froc_figure
     from fwrd.evaluation.report import froc_table, save_png, write_json
 
-    files = find_detection_files(detections_dir)
+    run = _run_folder(detections_dir) if detections_dir.is_dir() else None
+    if run is None:
+        files, recorded = find_detection_files(detections_dir), {}
+    else:  # only complete slide folders, and the slide sizes the run recorded (to check the masks)
+        files = {slide_key(name): (name, detections_dir / name / "detections.csv") for name in run}
+        recorded = {name: tuple(s["slide_dimensions"]) for name, s in run.items() if s.get("slide_dimensions")}
     masks = find_masks(mask_dirs)
     ref = read_reference(reference) if reference is not None else None
-    sizes = slide_size_lookup(slide_dir) if slide_dir is not None else None
-    result = evaluate_lesions(files, masks, ref, exclude, sizes, _progress)
-    write_json(out / "froc.json", result.to_dict())
-    save_png(froc_figure(result.curve.fps_per_slide, result.curve.sensitivity, result.rates,
-                         result.sensitivities, result.score), out / "froc.png")
-    click.echo(froc_table(result))
+    result = evaluate_lesions(files, masks, ref, exclude, size_lookup(recorded, slide_dir), _progress, organisers)
+
+    def write(out: Path) -> list[Path]:
+        return [write_json(out / "froc.json", result.to_dict()),
+                save_png(froc_figure(result.curve.fps_per_slide, result.curve.sensitivity, result.rates,
+                                     result.sensitivities, result.score), out / "froc.png")]
+
+    report.add(froc_table(result), write)
 
 
-def _slides(scores: Path, reference: Path, exclude: list[str], out: Path) -> None:
+def _slides(report: _Report, scores: Path, reference: Path, exclude: list[str]) -> None:
     from fwrd.evaluation.detections import read_reference, read_slide_scores
     from fwrd.evaluation.plots import roc_figure
     from fwrd.evaluation.report import save_png, slides_table, write_json
     from fwrd.evaluation.roc import evaluate_slides
 
     result = evaluate_slides(read_slide_scores(scores), read_reference(reference), exclude)
-    write_json(out / "slides.json", result.to_dict())
-    save_png(roc_figure(result.fpr, result.tpr, result.auc, "Slide-level ROC (Camelyon16 task 1)"),
-             out / "slides_roc.png")
-    click.echo(slides_table(result))
+
+    def write(out: Path) -> list[Path]:
+        return [write_json(out / "slides.json", result.to_dict()),
+                save_png(roc_figure(result.fpr, result.tpr, result.auc, "Slide-level ROC (Camelyon16 task 1)"),
+                         out / "slides_roc.png")]
+
+    report.add(slides_table(result), write)
 
 
-def _patches(patch_dir: Path, model: Path, backend: str, batch_size: int, threads: int | None,
-             threshold: float | None, out: Path) -> None:
+def _patches(report: _Report, patch_dir: Path, model: Path, backend: str, batch_size: int, threads: int | None,
+             threshold: float | None) -> None:
     from fwrd.evaluation.patches import list_patches, patch_metrics, score_patch_folder
     from fwrd.evaluation.plots import roc_figure
     from fwrd.evaluation.report import patches_table, save_png, write_json
@@ -87,9 +126,12 @@ def _patches(patch_dir: Path, model: Path, backend: str, batch_size: int, thread
         cut = engine.config.threshold if threshold is None else threshold
         described = engine.describe()
     metrics = patch_metrics(labels, scores, cut)
-    write_json(out / "patches.json", {**metrics.to_dict(), "model": str(model), **described})
-    save_png(roc_figure(metrics.fpr, metrics.tpr, metrics.auc, "Patch-level ROC"), out / "patches_roc.png")
-    click.echo(patches_table(metrics))
+
+    def write(out: Path) -> list[Path]:
+        return [write_json(out / "patches.json", {**metrics.to_dict(), "model": str(model), **described}),
+                save_png(roc_figure(metrics.fpr, metrics.tpr, metrics.auc, "Patch-level ROC"), out / "patches_roc.png")]
+
+    report.add(patches_table(metrics), write)
 
 
 _exclude_option = click.option(
@@ -109,9 +151,14 @@ _backend_options = [
                  show_default=True),
     click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
     click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU inference threads."),
-    click.option("--threshold", type=float, default=None,
+    click.option("--threshold", type=FiniteFloat(), default=None,
                  help="Patch threshold (default: the one stored in the model)."),
 ]
+_organisers_option = click.option(
+    "--organisers-froc", "organisers", is_flag=True,
+    help="Drop the lowest FROC threshold always, as Evaluation_FROC.py does (a detector that misses no "
+         "lesion then loses its lowest-scored one); for comparing with leaderboard figures.",
+)
 
 
 def _with(options):
@@ -139,13 +186,16 @@ def command() -> None:
               help="reference.csv: the slides to evaluate (a slide without detections counts with none).")
 @_slide_dir_option
 @_exclude_option
+@_organisers_option
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
 def froc_command(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
-                 slide_dir: Path | None, exclude: tuple[str, ...], out: Path) -> None:
-    """Lesion-level FROC (Camelyon16 task 2), the organisers' algorithm to the letter."""
+                 slide_dir: Path | None, exclude: tuple[str, ...], organisers: bool, out: Path) -> None:
+    """Lesion-level FROC (Camelyon16 task 2), the organisers' algorithm (froc.py says where it differs)."""
     if not mask_dirs:
         raise click.UsageError("give the tumor masks with --masks DIR")
-    _froc(detections_dir, mask_dirs, reference, slide_dir, _exclusions(exclude), out)
+    report = _Report(out)
+    _froc(report, detections_dir, mask_dirs, reference, slide_dir, _exclusions(exclude), organisers)
+    report.finish()
 
 
 @command.command("slides")
@@ -156,7 +206,9 @@ def froc_command(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: P
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
 def slides_command(scores: Path, reference: Path, exclude: tuple[str, ...], out: Path) -> None:
     """Slide-level ROC AUC (Camelyon16 task 1)."""
-    _slides(scores, reference, _exclusions(exclude), out)
+    report = _Report(out)
+    _slides(report, scores, reference, _exclusions(exclude))
+    report.finish()
 
 
 @command.command("patches")
@@ -167,7 +219,9 @@ def slides_command(scores: Path, reference: Path, exclude: tuple[str, ...], out:
 def patches_command(patch_dir: Path, model: Path, backend: str, batch_size: int, threads: int | None,
                     threshold: float | None, out: Path) -> None:
     """Patch accuracy at the model's threshold and at the best one, and AUROC, on normal/ + tumor/."""
-    _patches(patch_dir, model, backend, batch_size, threads, threshold, out)
+    report = _Report(out)
+    _patches(report, patch_dir, model, backend, batch_size, threads, threshold)
+    report.finish()
 
 
 @command.command("run")
@@ -176,6 +230,7 @@ def patches_command(patch_dir: Path, model: Path, backend: str, batch_size: int,
 @_masks_option
 @_slide_dir_option
 @_exclude_option
+@_organisers_option
 @click.option("--patches", "patch_dir", type=click.Path(path_type=Path),
               help="Also evaluate a normal/ + tumor/ patch folder (needs --model).")
 @click.option("--model", type=click.Path(path_type=Path), help="Model for --patches.")
@@ -183,23 +238,31 @@ def patches_command(patch_dir: Path, model: Path, backend: str, batch_size: int,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: RUN_DIR/eval].")
 def run_command(run_dir: Path, reference: Path, mask_dirs: tuple[Path, ...], slide_dir: Path | None,
-                exclude: tuple[str, ...], patch_dir: Path | None, model: Path | None, backend: str,
-                batch_size: int, threads: int | None, threshold: float | None, out: Path | None) -> None:
-    """Everything for a fwrd-run output folder: slide AUC, lesion FROC (with --masks), patches."""
+                exclude: tuple[str, ...], organisers: bool, patch_dir: Path | None, model: Path | None,
+                backend: str, batch_size: int, threads: int | None, threshold: float | None,
+                out: Path | None) -> None:
+    """Everything for a fwrd-run output folder: slide AUC, lesion FROC (with --masks), patches.
+
+    slides.csv must agree with the slide folders (complete outputs, one model and settings); masks are
+    checked against the slide sizes the run recorded (and the slides in --slide-dir) before any result
+    is shown.
+    """
     if (patch_dir is None) != (model is None):
         raise click.UsageError("--patches and --model go together")
     scores = run_dir / "slides.csv"
     if not scores.is_file():
         raise InputNotFound(f"{scores} not found: is {run_dir} a fwrd-run output folder?")
-    out = run_dir / "eval" if out is None else out
+    report = _Report(run_dir / "eval" if out is None else out)
     names = _exclusions(exclude)
-    _slides(scores, reference, names, out)
+    _run_folder(run_dir)  # the table agrees with the folder, or one line says how not
+    _slides(report, scores, reference, names)
     if mask_dirs:
-        _froc(run_dir, mask_dirs, reference, slide_dir, names, out)
-    else:
-        click.echo("Lesion FROC skipped: give the tumor masks with --masks DIR")
+        _froc(report, run_dir, mask_dirs, reference, slide_dir, names, organisers)
     if patch_dir is not None and model is not None:
-        _patches(patch_dir, model, backend, batch_size, threads, threshold, out)
+        _patches(report, patch_dir, model, backend, batch_size, threads, threshold)
+    report.finish()
+    if not mask_dirs:
+        click.echo("Lesion FROC skipped: give the tumor masks with --masks DIR")
 
 
 main = command

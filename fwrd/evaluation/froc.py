@@ -9,7 +9,7 @@
    positive, an ITC is ignored, a lesion keeps the highest probability (stored as float32, as the
    organisers' `TP_probs` array). Every detection on a normal slide is a false positive.
 4. Curve (`froc_curve`): thresholds = sorted distinct probabilities of all FPs and all per-label TP
-   entries (zeros of missed lesions and ITCs included), **without the smallest one**; FPs/slide over
+   entries (zeros of missed lesions and ITCs included), without the 0 (see below); FPs/slide over
    every slide, sensitivity over the lesions (labels minus ITCs), then (0, 0) appended.
 5. Score (`froc_score`): mean of `np.interp([1/4, 1/2, 1, 2, 4, 8], fps[::-1], sens[::-1])`.
 
@@ -27,6 +27,13 @@ Where the organisers' code has a plain bug, the intent is followed:
   outside the mask's level-0 extent is refused as bad input (the original crashes or, when negative,
   wraps around to the far edge).
 - No lesion in the whole evaluation (the original divides by zero) -> refused.
+- The lowest threshold. The original always drops it (`all_probs[1:]`), which exists to drop the 0
+  that missed lesions and ITCs contribute (at a threshold of 0 they would count as found). When no
+  lesion is missed and there is no ITC there is no such 0, and it drops the lowest *real* threshold
+  instead: a perfect detector scores 6/7 on a 7-lesion cohort. By default fwrd drops thresholds
+  <= 0 only, which is the same curve whenever a 0 is present (every cohort with a missed lesion or an
+  ITC) and the intended one otherwise; `organisers=True` (`fwrd-eval --organisers-froc`) keeps the
+  original's rule exactly, for comparing with leaderboard figures.
 
     labels = evaluation_mask(tumor_level5)
     outcome = match_slide("tumor_001", detections, labels, itc_labels(labels), level0_size=(w, h))
@@ -204,8 +211,11 @@ class FrocCurve:
     lesions: int
 
 
-def froc_curve(outcomes: Sequence[SlideOutcome]) -> FrocCurve:
-    """The organisers' `computeFROC`, vectorised with sorted counts instead of a loop per threshold."""
+def froc_curve(outcomes: Sequence[SlideOutcome], organisers: bool = False) -> FrocCurve:
+    """The organisers' `computeFROC`, vectorised with sorted counts instead of a loop per threshold.
+
+    `organisers`: drop the lowest threshold always, as `Evaluation_FROC.py` does, instead of only the
+    thresholds <= 0 (module docstring)."""
     if not outcomes:
         raise DataError("no slides to evaluate")
     lesions = sum(o.lesions for o in outcomes)
@@ -215,7 +225,8 @@ def froc_curve(outcomes: Sequence[SlideOutcome]) -> FrocCurve:
         )
     fps = np.sort(np.concatenate([o.fp_probs for o in outcomes]).astype(np.float64))
     tps = np.sort(np.concatenate([o.tp_probs for o in outcomes]).astype(np.float32))
-    thresholds = np.unique(np.concatenate([fps, tps.astype(np.float64)]))[1:]
+    thresholds = np.unique(np.concatenate([fps, tps.astype(np.float64)]))
+    thresholds = thresholds[1:] if organisers else thresholds[thresholds > 0]
     fp_counts = fps.size - np.searchsorted(fps, thresholds, side="left")
     tp_counts = tps.size - np.searchsorted(tps, thresholds.astype(np.float32), side="left")
     fp_counts = np.append(fp_counts, 0)
@@ -247,12 +258,14 @@ class FrocResult:
     without_detections_file: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     masks_not_evaluated: list[str] = field(default_factory=list)  # no CSV and no reference to list them
+    organisers: bool = False  # thresholds by the organisers' exact rule
 
     def to_dict(self) -> dict:
         tumor = [o for o in self.outcomes if o.tumor]
         return {
             "task": "lesion detection FROC (Camelyon16 task 2)",
             "froc": self.score,
+            "lowest_threshold_rule": "organisers: always dropped" if self.organisers else "fwrd: thresholds <= 0 dropped",
             "fp_rates": list(self.rates),
             "sensitivities": self.sensitivities.tolist(),
             "level": EVALUATION_LEVEL,
@@ -284,6 +297,7 @@ def evaluate_lesions(
     exclude: Iterable[str] = (),
     slide_size: Callable[[str], tuple[int, int] | None] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    organisers: bool = False,
 ) -> FrocResult:
     """Run the whole lesion evaluation over a cohort.
 
@@ -292,7 +306,8 @@ def evaluate_lesions(
     result), minus `exclude`. A slide is a tumor slide when it has a mask (checked against the
     reference when given). A listed slide without a detections file counts with no detections, as
     the rules require every slide to have a CSV. `slide_size(name)` gives a slide's level-0 size (needed for XML masks; checks TIFFs);
-    `progress(index, total, name)` is called before each slide.
+    `progress(index, total, name)` is called before each slide; `organisers` picks the organisers'
+    exact threshold rule (see `froc_curve`).
     """
     excluded = {slide_key(e) for e in exclude}
     if reference is not None:
@@ -330,10 +345,10 @@ def evaluate_lesions(
         mask = load_mask(masks[key], size)
         labels = evaluation_mask(mask.tumor)
         outcomes.append(match_slide(name, detections, labels, itc_labels(labels), mask.level0_size))
-    curve = froc_curve(outcomes)
+    curve = froc_curve(outcomes, organisers)
     sens, score = froc_score(curve)
     excluded_names = sorted((reference or {}).get(k, (k, False))[0] for k in excluded)
     unlisted = [] if reference is not None else sorted(
         source.slide for key, source in masks.items() if key not in slides and key not in excluded
     )
-    return FrocResult(curve, FP_RATES, sens, score, outcomes, missing, excluded_names, unlisted)
+    return FrocResult(curve, FP_RATES, sens, score, outcomes, missing, excluded_names, unlisted, organisers)

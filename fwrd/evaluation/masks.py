@@ -5,9 +5,15 @@ first channel is 255. Here:
 
 - Mask TIFFs are read with tifffile (the pixels of a stored level are the ones OpenSlide returns). The
   level used is the one whose downsample is 2^5 on both axes. When the file stores no such level
-  (small masks), the coarsest level with a power-of-two downsample below it is read and sampled at
-  the pixel nearest each level-5 pixel centre (nearest neighbour, ceil(size / step) pixels), refusing
-  levels too large to hold in memory. That is an approximation: only a stored level 5 is exact.
+  (small masks), an ASAP XML of the same slide in the mask folders is rasterised at level 5 instead,
+  at the mask's level-0 size (exact: the XML is what the mask was drawn from). Without one, the
+  coarsest level with a power-of-two downsample below level 5 is read and level 5 made from it the way
+  ASAP builds mask pyramids (`MultiResolutionImageWriter` with nearest-neighbour interpolation, as
+  `AnnotationToMask` uses: each level keeps the top-left pixel of every 2 x 2 block), so level-5 pixel
+  (i, j) is level-0 pixel (32 i, 32 j): ceil(size / step) pixels, exact for masks made that way (ASAP's,
+  Camelyon16's), refusing levels too large to hold in memory. A mask drawn level by level at pixel
+  centres (as `fwrd synth` draws them) has no pixel whose centre is a level-5 pixel centre, so no
+  sampling is exact for it: `fwrd synth` therefore writes its pyramids down to level 5 and beyond.
 - Tumor value: 255 as in the challenge release, or 1 as ASAP writes by default — detected from the
   level's maximum (the organisers' script silently finds no tumor at all in a 0/1 mask). Any other
   maximum is refused rather than guessed.
@@ -15,7 +21,7 @@ first channel is 255. Here:
   groups as holes) on a grid of ceil(size / 2^5) pixels, so every level-0 pixel maps inside it. It
   needs the slide's level-0 size, which the XML does not hold.
 - File names are matched case-insensitively (`tumor_001_Mask.tif`, `Tumor_001_mask.tiff`); a mask TIFF
-  wins over an XML of the same slide.
+  wins over an XML of the same slide (which it keeps as `MaskSource.xml` for masks without level 5).
 
     sources = find_masks([Path("masks")])                  # {"tumor_001": MaskSource(...), ...}
     mask = load_mask(sources["tumor_001"])                  # LevelMask(tumor=bool[h, w], level0_size)
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +50,7 @@ class MaskSource:
     slide: str
     path: Path
     kind: str  # "tiff" | "xml"
+    xml: Path | None = None  # an XML of the same slide beside a TIFF: used when the TIFF has no level 5
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ def find_masks(dirs: Iterable[str | Path]) -> dict[str, MaskSource]:
             if key in found:
                 raise DataError(f"two masks for slide {source.slide}: {found[key].path} and {path}")
             found[key] = source
+    tiffs = {key: replace(source, xml=xmls[key].path) if key in xmls else source for key, source in tiffs.items()}
     return {**xmls, **tiffs}
 
 
@@ -125,15 +133,15 @@ def tumor_from_values(level: np.ndarray, name: str) -> tuple[np.ndarray, str]:
     )
 
 
-def _read_level(tif, path: Path, level: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """The mask plane at downsample 2^level, and the level-0 (width, height)."""
+def _read_level(tif, path: Path, level: int) -> tuple[np.ndarray, tuple[int, int], bool]:
+    """The mask plane at downsample 2^level, the level-0 (width, height), and whether it was stored."""
     levels = _levels(tif)
     if not levels:
         raise DataError(f"{path}: the TIFF holds no 2-D image")
     (h0, w0), _ = levels[0]
     for (h, w), item in levels:
         if _power_of_two(w0, w) == level == _power_of_two(h0, h):
-            return _as_plane(item.asarray()), (w0, h0)
+            return _as_plane(item.asarray()), (w0, h0), True
     finer = [
         ((h, w), item, k)
         for (h, w), item in levels
@@ -149,13 +157,16 @@ def _read_level(tif, path: Path, level: int) -> tuple[np.ndarray, tuple[int, int
         )
     step = 2 ** (level - k)
     plane = _as_plane(item.asarray())
-    rows = np.minimum(np.arange(-(-h // step)) * step + step // 2, h - 1)
-    cols = np.minimum(np.arange(-(-w // step)) * step + step // 2, w - 1)
-    return plane[np.ix_(rows, cols)], (w0, h0)
+    # ASAP's nearest-neighbour pyramid: the top-left pixel of every step x step block (module docstring)
+    return plane[:: step, :: step], (w0, h0), False
 
 
 def read_mask_tiff(path: str | Path, level: int = EVALUATION_LEVEL) -> LevelMask:
     """Tumor pixels of a mask TIFF at `level` (downsample 2^level), and the mask's level-0 size."""
+    return _read_mask_tiff(path, level)[0]
+
+
+def _read_mask_tiff(path: str | Path, level: int) -> tuple[LevelMask, bool]:
     import tifffile
 
     path = Path(path)
@@ -163,14 +174,14 @@ def read_mask_tiff(path: str | Path, level: int = EVALUATION_LEVEL) -> LevelMask
         raise InputNotFound(f"mask not found: {path}")
     try:
         with tifffile.TiffFile(path) as tif:
-            plane, level0_size = _read_level(tif, path, level)
+            plane, level0_size, stored = _read_level(tif, path, level)
     except DataError:
         raise
     except Exception as exc:  # tifffile and its codecs raise many types for corrupt or non-TIFF files
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(f"{path}: cannot read the mask ({reason})") from None
     tumor, encoding = tumor_from_values(plane, str(path))
-    return LevelMask(tumor, level0_size, encoding)
+    return LevelMask(tumor, level0_size, encoding), stored
 
 
 def evaluation_shape(level0_size: tuple[int, int], level: int = EVALUATION_LEVEL) -> tuple[int, int]:
@@ -201,12 +212,14 @@ def load_mask(
                 "pass the slide folder (--slide-dir) or a mask TIFF"
             )
         return rasterize_xml(source.path, level0_size, level)
-    mask = read_mask_tiff(source.path, level)
+    mask, stored = _read_mask_tiff(source.path, level)
     if level0_size is not None and tuple(level0_size) != mask.level0_size:
         raise DataError(
             f"{source.path}: mask is {mask.level0_size[0]}x{mask.level0_size[1]} but slide "
             f"{source.slide} is {level0_size[0]}x{level0_size[1]}; wrong mask?"
         )
+    if not stored and source.xml is not None:  # no level 5 in the file: the XML is exact
+        return rasterize_xml(source.xml, mask.level0_size, level)
     return mask
 
 
@@ -233,5 +246,32 @@ def slide_size_lookup(folder: str | Path) -> Callable[[str], tuple[int, int] | N
         with open_slide(path) as slide:
             width, height = slide.dimensions
         return int(width), int(height)
+
+    return size
+
+
+def size_lookup(
+    recorded: dict[str, tuple[int, int]], folder: str | Path | None = None
+) -> Callable[[str], tuple[int, int] | None] | None:
+    """A slide's level-0 (width, height) from what a run recorded (summary.json) and/or the slide files
+    in `folder`; both must agree. None when neither is available.
+
+    Masks are checked against it, so that a mask of the wrong scale (2x the slide) is refused instead
+    of silently matching no detection.
+    """
+    known = {name.lower(): (int(w), int(h)) for name, (w, h) in recorded.items()}
+    from_files = slide_size_lookup(folder) if folder is not None else None
+    if from_files is None and not known:
+        return None
+
+    def size(name: str) -> tuple[int, int] | None:
+        run = known.get(name.lower())
+        real = from_files(name) if from_files is not None else None
+        if run is not None and real is not None and run != real:
+            raise DataError(
+                f"slide {name} is {real[0]}x{real[1]} in the slide folder but was scored at {run[0]}x{run[1]}; "
+                "was it replaced after the run?"
+            )
+        return real or run
 
     return size

@@ -5,7 +5,9 @@ Two formats, both written with tifffile + imagecodecs: Aperio `.svs` (ImageDescr
 pyramidal BigTIFF `.tif` like Camelyon16's (resolution tags in pixels per centimetre, so OpenSlide 4
 reports mpp-x). Each tumor slide comes with its ASAP XML (groups `_0`, `_2` for an optional hole)
 and a Camelyon16-style mask: a pyramidal tiled uint8 TIFF, tumor = 255, whose level k is exactly
-`rasterize(load_asap_xml(xml), level_k_shape, 2**k)`. Deterministic for a seed.
+`rasterize(load_asap_xml(xml), level_k_shape, 2**k)`, carried down to at least level 5 (the FROC
+evaluation level, which the organisers' script reads directly, as Camelyon16's masks have it) even
+where the slide's own pyramid stops earlier. Deterministic for a seed.
 
     cohort = make_cohort("data/", n_tumor=2, n_normal=1, width=4096, height=4096)
     cohort.slides[0].path, cohort.slides[0].xml, cohort.slides[0].mask, cohort.reference_csv
@@ -28,6 +30,7 @@ from fwrd.slide.synthetic_render import plan_layout, render
 
 FORMATS = ("svs", "tif")
 MIN_LEVEL_SIDE = 400  # levels halve until the larger side is at most this (a few hundred pixels)
+MASK_MIN_LEVELS = 6  # masks hold levels 0..5 at least: Camelyon16's FROC is computed at level 5
 APERIO_HEADER = "Aperio Image Library v12.0.15"
 
 
@@ -65,6 +68,15 @@ def level_sizes(width: int, height: int) -> list[tuple[int, int]]:
     """Sizes of the pyramid: halved (rounding down) until the larger side is <= MIN_LEVEL_SIDE."""
     sizes = [(width, height)]
     while max(sizes[-1]) > MIN_LEVEL_SIDE and min(sizes[-1]) >= 2:
+        w, h = sizes[-1]
+        sizes.append((w // 2, h // 2))
+    return sizes
+
+
+def mask_level_sizes(width: int, height: int) -> list[tuple[int, int]]:
+    """The slide's level sizes, continued (halving, rounding down) to at least level 5."""
+    sizes = level_sizes(width, height)
+    while len(sizes) < MASK_MIN_LEVELS and min(sizes[-1]) >= 2:
         w, h = sizes[-1]
         sizes.append((w // 2, h // 2))
     return sizes
@@ -214,7 +226,7 @@ def make_synthetic_slide(
         levels.append(_halve(levels[-1]))
     _write_slide(path, levels, fmt, mpp, file_tile, quality)
     if mask is not None:
-        write_mask(mask, ann, sizes, mpp, file_tile, bigtiff=(fmt == "tif"))
+        write_mask(mask, ann, mask_level_sizes(width, height), mpp, file_tile, bigtiff=(fmt == "tif"))
     return SyntheticSlide(path=path, xml=xml, mask=mask, tumor=tumor)
 
 
