@@ -49,7 +49,10 @@ def _args(slide: Path, model: Path, out: Path, *extra: str) -> list[str]:
     return [str(slide), "--model", str(model), "--out", str(out), "--quiet", "--threads", "1", *extra]
 
 
-def test_sigterm_flushes_the_journal_says_resume_and_exits_143(synthetic_cohort, standin_model, tmp_path):
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_flushes_the_journal_says_resume_and_exits(synthetic_cohort, standin_model, tmp_path,
+                                                           signum, code, word):
+    # issue 11.8 (SIGTERM from Slurm or Kubernetes, like Ctrl-C) and 14.7 (say to rerun with --resume)
     slide = synthetic_cohort.slides[0].path
     out = tmp_path / "out"
     journal = out / f".{slide.stem}.partial" / "tiles.csv.part"
@@ -61,10 +64,10 @@ def test_sigterm_flushes_the_journal_says_resume_and_exits_143(synthetic_cohort,
     while not (journal.is_file() and len(journal.read_text().splitlines()) > 20):
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
-    run.send_signal(signal.SIGTERM)
+    run.send_signal(signum)
     _, stderr = run.communicate(timeout=60)
-    assert run.returncode == 143, stderr
-    assert stderr.strip().splitlines()[-1] == "terminated; rerun with --resume to continue"
+    assert run.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == f"{word}; rerun with --resume to continue"
     assert "Traceback" not in stderr
     journaled = len(journal.read_text().splitlines()) - 2
     assert journaled >= 20 - 2 and not (out / slide.stem).exists()

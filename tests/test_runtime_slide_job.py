@@ -67,6 +67,8 @@ def test_every_tile_equals_openslide_read_run_alone(synthetic_cohort, backend, t
 
 
 def test_worker_count_does_not_change_outputs(synthetic_cohort, backend, tmp_path):
+    # order and layout do not depend on the workers; the stand-in's scores do not depend on the batch
+    # (a real model's may, in the last bits: fwrd/runtime/outputs/tiles.py)
     slide_path = synthetic_cohort.slides[1].path
     texts = []
     for workers in (1, 4):
@@ -307,3 +309,24 @@ def test_sigterm_stops_decode_threads_and_keeps_the_journal(synthetic_cohort, ba
     journal = tmp_path / f".{slide_path.stem}.partial" / "tiles.csv.part"
     assert len(journal.read_text().splitlines()) - 2 >= 3 * 8
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_progress_line_of_a_slide_finished_from_its_journal(synthetic_cohort, backend, tmp_path):
+    # issue 11.11: a slide whose journal held every tile printed "0.0 tiles/s (nothing new-bound)"
+    from fwrd.runtime.cohort import score_cohort
+    from fwrd.slide.identity import slide_identity
+
+    slide_path = synthetic_cohort.slides[2].path
+    settings = RunSettings(batch_size=8, progress=False, resume=True)
+    score_slide(slide_path, backend, tmp_path / "ref", settings)
+    rows = (tmp_path / "ref" / slide_path.stem / "tiles.csv").read_text()
+    staging = tmp_path / "run" / f".{slide_path.stem}.partial"
+    staging.mkdir(parents=True)
+    key = settings.score_key(backend.model_sha256, slide_identity(slide_path))
+    (staging / "tiles.csv.part").write_text(f"#key={key}\n{rows}")  # killed after the last batch
+    lines: list[str] = []
+    results = score_cohort([slide_path], Counting(backend), tmp_path / "run", settings, log=lines.append)
+    summary = results[0].summary
+    assert summary["tiles_this_run"] == 0 and summary["workers"] == 0 and summary["tiles_per_s"] is None
+    assert "tiles/s" not in lines[0] and "nothing new" not in lines[0]
+    assert lines[0].endswith(f"{summary['tiles_scored']} tiles, all from the interrupted run's journal")

@@ -48,7 +48,8 @@ from fwrd.errors import FwrdError
                    "continue interrupted ones.")
 @click.option("--overwrite", is_flag=True, help="Score slides again even when OUT already holds their outputs.")
 @click.option("--reader", type=click.Choice(["auto", "openslide"]), default="auto", show_default=True,
-              help="auto: decode tiled-JPEG TIFF/SVS tiles directly; openslide: always OpenSlide.")
+              help="auto: decode tiled-JPEG TIFF/SVS tiles directly; openslide: always OpenSlide (slower, "
+                   "and stricter about damaged JPEG data).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
