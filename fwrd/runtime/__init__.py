@@ -6,9 +6,13 @@ The data flow shows in the module names:
     decode.py     work units -> decode workers (own TileReader each) -> reusable uint8 batch buffers
     infer.py      ready batches -> backend.run_batches() -> scores, while the next batches decode
     outputs/      scores -> tiles.csv, heatmap.npy/png, overlay.png, detections.csv, tumor.geojson,
-                  summary.json (each written atomically)
+                  summary.json (each written atomically, in a staging folder swapped in whole);
+                  slides_table.py: OUT/slides.csv rebuilt from the folder under a lock
     slide_job.py  score_slide(): one slide end to end, a plain function
-    cohort.py     many slides: sharding, resume, slides.csv
+    cohort.py     many slides: sharding, resume, update_slides_table() after each
+
+A driver of its own (a cluster engine) calls score_slide per slide and update_slides_table(out,
+failures) after, exactly as cohort.py does.
 
 Nothing here imports torch. Public names are imported lazily so that importing one backend module
 does not pull in the slide readers.
@@ -25,6 +29,7 @@ _EXPORTS = {
     "SlideResult": "fwrd.runtime.slide_job",
     "score_slide": "fwrd.runtime.slide_job",
     "score_cohort": "fwrd.runtime.cohort",
+    "update_slides_table": "fwrd.runtime.outputs.slides_table",
     "find_slides": "fwrd.slide.discover",
 }
 
