@@ -47,6 +47,12 @@ def slide_name_of_staging(folder: Path) -> str | None:
     return None
 
 
+def is_scratch(folder: Path) -> bool:
+    """A staging or replaced folder (never a slide's outputs, whatever it holds)."""
+    name = folder.name
+    return name.startswith(".") and (name.endswith(STAGING_SUFFIX) or name.endswith(REPLACED_SUFFIX))
+
+
 def open_staging(out: Path, name: str) -> Path:
     """The slide's staging folder, kept as it is (a journal to continue); created when missing."""
     folder = staging_dir(out, name)

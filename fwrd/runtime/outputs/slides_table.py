@@ -35,7 +35,7 @@ from typing import Any
 
 from fwrd.atomic import remove_stale_temps, write_text
 from fwrd.errors import DataError
-from fwrd.runtime.outputs.slide_folder import read_failure, slide_name_of_staging, write_failure
+from fwrd.runtime.outputs.slide_folder import is_scratch, read_failure, slide_name_of_staging, write_failure
 from fwrd.runtime.outputs.summary import read_complete
 
 TABLE = "slides.csv"
@@ -55,7 +55,7 @@ def complete_slides(out: Path) -> dict[str, dict[str, Any]]:
     """{slide name: summary} of every complete slide folder in `out` (staging folders never count)."""
     found: dict[str, dict[str, Any]] = {}
     for entry in sorted(os.scandir(out), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_dir():
+        if not entry.is_dir() or is_scratch(Path(entry.path)):
             continue
         summary = read_complete(Path(entry.path))
         if summary is not None:
