@@ -70,14 +70,15 @@ def _run_folder(folder: Path) -> dict[str, dict] | None:
 
 
 def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
-          slide_dir: Path | None, exclude: list[str], organisers: bool) -> None:
+          slide_dir: Path | None, exclude: list[str], organisers: bool, run: dict[str, dict] | None = None) -> None:
     from fwrd.evaluation.detections import find_detection_files, read_reference, slide_key
     from fwrd.evaluation.froc import evaluate_lesions
     from fwrd.evaluation.masks import find_masks, size_lookup
     from fwrd.evaluation.plots import froc_figure
     from fwrd.evaluation.report import froc_table, save_png, write_json
 
-    run = _run_folder(detections_dir) if detections_dir.is_dir() else None
+    if run is None and detections_dir.is_dir():
+        run = _run_folder(detections_dir)
     if run is None:
         files, recorded = find_detection_files(detections_dir), {}
     else:  # only complete slide folders, and the slide sizes the run recorded (to check the masks)
@@ -254,10 +255,10 @@ def run_command(run_dir: Path, reference: Path, mask_dirs: tuple[Path, ...], sli
         raise InputNotFound(f"{scores} not found: is {run_dir} a fwrd-run output folder?")
     report = _Report(run_dir / "eval" if out is None else out)
     names = _exclusions(exclude)
-    _run_folder(run_dir)  # the table agrees with the folder, or one line says how not
+    run = _run_folder(run_dir)  # the table agrees with the folder, or one line says how not
     _slides(report, scores, reference, names)
     if mask_dirs:
-        _froc(report, run_dir, mask_dirs, reference, slide_dir, names, organisers)
+        _froc(report, run_dir, mask_dirs, reference, slide_dir, names, organisers, run)
     if patch_dir is not None and model is not None:
         _patches(report, patch_dir, model, backend, batch_size, threads, threshold)
     report.finish()
