@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_dry_run_runs_every_step_it_can(trained, tmp_path):
     out = tmp_path / "out"
     before = sorted((ROOT / "benchmarks" / "results").glob("gpu-*"))
-    env = {**os.environ, "OUT": str(out), "FWRD_KIT_SITE": str(tmp_path / "site")}
+    env = {**os.environ, "OUT": str(out), "FWRD_KIT_SITE": str(tmp_path / "site"), "PYTHON": sys.executable}
     done = subprocess.run(["bash", "benchmarks/gpu/run.sh", "--dry-run", "--checkpoint", str(trained[0]),
                            "--budget-s", "3000"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
