@@ -102,6 +102,7 @@ META_CONFIG = "fwrd.config"  # FWRDConfig.to_json()
 META_VERSION = "fwrd.version"
 META_CHECKPOINT_SHA256 = "fwrd.checkpoint_sha256"
 META_PRECISION = "fwrd.precision"  # fp32 | fp16 | int8
+META_TARGET = "fwrd.target"  # int8 only: "cpu" (u8s8 for ONNX Runtime) | "tensorrt" (s8s8, zero point 0)
 META_FORMAT = "fwrd.format"  # FORMAT_TAG: proves the graph has fwrd's inputs and outputs
 FORMAT_TAG = "fwrd-rd-v1"
 INPUT_NAME = "tiles"  # uint8 [batch, T, T, 3] RGB

@@ -106,27 +106,74 @@ def test_provider_preference():
         choose_providers(all_three, "tpu")
 
 
-def test_failing_gpu_provider_falls_back_to_cpu(small_model, monkeypatch, tmp_path):
-    tried = []
-    real = ort.InferenceSession
+GPU_EPS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
-    def fake_session(path, options, providers):
-        tried.append(list(providers))
-        if providers[0] != "CPUExecutionProvider":
-            raise RuntimeError("CUDA driver missing")
-        return real(path, options, providers=providers)
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+def _spy_sessions(monkeypatch, fail_on_gpu: bool = False) -> list[list]:
+    """Pretend this ONNX Runtime has the GPU providers; record what each session attempt asked for."""
+    from onnxruntime.capi import onnxruntime_inference_collection as collection
 
-    monkeypatch.setattr(ort, "get_available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(ort, "InferenceSession", fake_session)
-    backend = OnnxRuntimeBackend(small_model, threads=1)
-    assert [t[0] if isinstance(t[0], str) else t[0][0] for t in tried] == [
-        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    name, options = tried[0][0]  # the TensorRT EP keeps its engines between runs
-    assert options["trt_engine_cache_enable"] and options["trt_engine_cache_path"].startswith(str(tmp_path))
-    assert backend.providers == ["CPUExecutionProvider"]
+    tried: list[list] = []
+    real = collection.InferenceSession._create_inference_session
+
+    def create(self, providers, provider_options, disabled_optimizers=None):
+        tried.append(list(providers or []))
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
+        if fail_on_gpu and set(names) & {"TensorrtExecutionProvider", "CUDAExecutionProvider"}:
+            self._fallback_providers = ["CPUExecutionProvider"]  # set by ORT before the provider fails
+            raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient")
+        return real(self, ["CPUExecutionProvider"], None, disabled_optimizers)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(GPU_EPS))
+    monkeypatch.setattr(collection.InferenceSession, "_create_inference_session", create)
+    return tried
+
+
+def test_onnxruntime_own_fallback_with_its_banner_off_stdout(small_model, monkeypatch, capsys):
+    tried = _spy_sessions(monkeypatch, fail_on_gpu=True)
+    backend = OnnxRuntimeBackend(small_model, threads=1, batch_size=16)
+    assert len(tried) == 2 and tried[1] == ["CPUExecutionProvider"]  # one session, ORT's own retry
+    name, options = tried[0][0]
+    assert name == "TensorrtExecutionProvider" and tried[0][1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert options["trt_profile_min_shapes"] == "tiles:1x32x32x3"
+    assert options["trt_profile_opt_shapes"] == options["trt_profile_max_shapes"] == "tiles:16x32x32x3"
+    assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(
+        small_model.with_name(small_model.name + ".ort-trt"))
+    assert capsys.readouterr().out == ""  # ORT prints "EP Error ... Falling back" to stdout: not here
+    assert backend.providers == ["CPUExecutionProvider"] and backend.device.startswith("cpu")
+    assert backend.notes == ["ONNX Runtime: EP Error CUDA failure 35: CUDA driver version is insufficient "
+                             "Falling back to ['CPUExecutionProvider'] and retrying."]
+    np.testing.assert_allclose(backend.infer(_tiles(2))[0], reference_scores(_tiles(2))[0], atol=1e-6)
+
+
+def test_tensorrt_ep_cache_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+    from fwrd.runtime.backends.onnxruntime import tensorrt_options
+
+    model = build_standin(tmp_path / "m.onnx", CONFIG)
+    model.with_name("m.onnx.ort-trt").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    options = tensorrt_options(model, 32, 8)
+    assert options["trt_engine_cache_path"] == str(tmp_path / "cache" / "fwrd" / "ort-tensorrt")
+    assert options["trt_profile_max_shapes"] == "tiles:8x32x32x3"
+
+
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_auto_never_sends_the_cpu_int8_graph_to_a_gpu_provider(tmp_path, monkeypatch, target):
+    from fakes.tiny_model import write_tiny_int8
+
+    model = write_tiny_int8(tmp_path / "rd8.onnx", target)
+    tried = _spy_sessions(monkeypatch)
+    backend = OnnxRuntimeBackend(model, threads=1)
+    names = [p[0] if isinstance(p, tuple) else p for p in tried[0]]
+    if target == "cpu":
+        assert names == ["CPUExecutionProvider"]
+        assert backend.notes == ["rd8.onnx is the int8 CPU graph: running it on the CPU although a GPU provider is "
+                                 "available (export fp16, or int8 with --target tensorrt, for the GPU)"]
+        with pytest.raises(ModelError, match=r"rd8.onnx is the int8 graph for ONNX Runtime on CPU .* does not run "
+                                             r"on CUDAExecutionProvider"):
+            OnnxRuntimeBackend(model, threads=1, device="cuda")
+    else:  # the symmetric-int8 TensorRT form is what the GPU providers are for
+        assert names == GPU_EPS and backend.notes == []
 
 
 def test_threads_default_to_physical_cores(small_model):

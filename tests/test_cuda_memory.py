@@ -62,11 +62,11 @@ def test_typed_views_and_bounds(fake_cuda):
 def test_free_releases_once_and_blocks_reuse(fake_cuda):
     gpu = fake_cuda.gpu
     host, dev, stream = PinnedHostBuffer(16), DeviceBuffer(16), CudaStream()
-    assert gpu.live("pinned") == 1 and gpu.live("device") == 1 and len(gpu.streams) == 1
+    assert gpu.live("pinned") == 1 and gpu.live("device") == 1 and len(gpu.user_streams()) == 1
     for resource in (host, dev, stream):
         resource.free()
         resource.free()  # second free is a no-op, not a double free
-    assert gpu.live("pinned") == 0 and gpu.live("device") == 0 and not gpu.streams
+    assert gpu.live("pinned") == 0 and gpu.live("device") == 0 and not gpu.user_streams()
     assert len(gpu.calls_named("cudaFreeHost")) == 1 and len(gpu.calls_named("cudaFree")) == 1
     with pytest.raises(ValueError, match="freed"):
         host.array
@@ -86,13 +86,39 @@ def test_device_properties_decodes_padded_name(fake_cuda):
     assert props == {"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
 
 
-def test_no_gpu_is_a_missing_dependency(monkeypatch):
-    install_cuda(monkeypatch, FakeGPU(present=False))
-    expected = r"no usable NVIDIA GPU \(cudaErrorInsufficientDriver\).*fwrd\[gpu\]"
-    with pytest.raises(DependencyMissing, match=expected):
+@pytest.mark.parametrize("failure, reason", [
+    ("code", "cudaErrorInsufficientDriver in cudaGetDevice"),  # cuda-bindings 12.9 / 13.x
+    ("dlopen", "Failed to dlopen libcuda.so.1 in cudaGetDevice"),  # cuda-bindings 12.6 raises RuntimeError
+])
+def test_no_driver_is_one_line_missing_dependency(monkeypatch, failure, reason):
+    install_cuda(monkeypatch, FakeGPU(present=False, failure=failure))
+    with pytest.raises(DependencyMissing) as info:
         device_properties()
-    with pytest.raises(CudaError, match="cudaErrorInsufficientDriver"):
-        PinnedHostBuffer(8)
+    assert str(info.value) == f"no usable NVIDIA GPU ({reason}): pip install fwrd[gpu] on a machine with an NVIDIA GPU"
+    for make in (lambda: PinnedHostBuffer(8), lambda: DeviceBuffer(8), CudaStream):  # later calls too
+        with pytest.raises(DependencyMissing, match=r"^no usable NVIDIA GPU \(.+ in cuda\w+\): pip install"):
+            make()
+
+
+def test_stream_handle_is_the_value_not_getptr(fake_cuda):
+    with CudaStream() as stream:
+        raw = stream.stream
+        assert stream.handle == int(raw) != 0 and isinstance(stream.handle, int)
+        assert raw.getPtr() != stream.handle  # cuda-python: getPtr() is where the handle is stored
+
+
+def test_default_stream_is_asynchronous_too(fake_cuda):
+    """The fake keeps CUDA's rule: work on stream 0 is not done until someone synchronises."""
+    cudart = fake_cuda.cudart
+    data = np.arange(8, dtype=np.uint8)
+    with PinnedHostBuffer(8) as src, PinnedHostBuffer(8) as dst, DeviceBuffer(8) as dev:
+        src.array[:] = data
+        kind = cudart.cudaMemcpyKind
+        cuda_call(cudart.cudaMemcpyAsync(dev.ptr, src.ptr, 8, kind.cudaMemcpyHostToDevice, 0))
+        cuda_call(cudart.cudaMemcpyAsync(dst.ptr, dev.ptr, 8, kind.cudaMemcpyDeviceToHost, 0))
+        assert not dst.array.any()
+        cuda_call(cudart.cudaStreamSynchronize(0))
+        np.testing.assert_array_equal(dst.array, data)
 
 
 def test_missing_cuda_python(monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from click.testing import CliRunner
 from fakes import install
+from fakes.tiny_model import tiny_verification
 
 from fwrd.cli.run import command
 from fwrd.export.tensorrt_build import build_engine
@@ -24,7 +25,8 @@ def _table(path):
 def test_engine_run_equals_onnxruntime(synthetic_cohort, standin_model, tmp_path, monkeypatch):
     fake = install(monkeypatch, "11.4.0")
     plan = tmp_path / "rd.plan"
-    build_engine(standin_model, plan, min_batch=1, opt_batch=8, max_batch=8, precision="fp32", log=lambda _: None)
+    build_engine(standin_model, plan, verification=tiny_verification(standin_model, tile_size=64), min_batch=1,
+                 opt_batch=8, max_batch=8, precision="fp32", log=lambda _: None)
     slide = synthetic_cohort.slides[0].path
     settings = RunSettings(batch_size=8, workers=2, buffers=2, progress=False)
     with open_backend(plan, batch_size=8) as engine:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from fakes import fake_trt, install  # noqa: F401  (fixtures)
 from fakes.fake_cuda import FakeGPU
-from fakes.tiny_model import ort_reference, random_tiles, write_tiny_model
+from fakes.tiny_model import ort_reference, random_tiles, tiny_verification, write_tiny_model
 
 from fwrd.config import FORMAT_TAG, META_FORMAT
 from fwrd.errors import InputNotFound, ModelError
@@ -30,8 +30,11 @@ T = 32
 def _engine(tmp_path: Path, min_batch: int = 1, max_batch: int = 8) -> tuple[Path, Path]:
     onnx_path = write_tiny_model(tmp_path / "rd.onnx", T, precision="fp16")
     plan = tmp_path / "rd.plan"
-    build_engine(onnx_path, plan, min_batch=min_batch, opt_batch=max_batch, max_batch=max_batch,
-                 log=lambda _: None)
+    build_engine(onnx_path, plan, verification=tiny_verification(onnx_path), min_batch=min_batch,
+                 opt_batch=max_batch, max_batch=max_batch, log=lambda _: None)
+    state = sys.modules["tensorrt"]._fake  # the engine gate loaded and ran the plan: count from here
+    state.deserialize_calls = 0
+    state.executions.clear()
     return onnx_path, plan
 
 
@@ -108,12 +111,12 @@ def test_close_frees_everything(fake_trt, tmp_path):
     _, plan = _engine(tmp_path)
     gpu = fake_trt.gpu
     backend = TensorRTBackend.from_plan(plan, batch_size=8)
-    assert gpu.live("pinned") == 6 and gpu.live("device") == 6 and len(gpu.streams) == 2
+    assert gpu.live("pinned") == 6 and gpu.live("device") == 6 and len(gpu.user_streams()) == 2
     assert fake_trt.state.live_contexts == 2
     backend.close()
     backend.close()
     gc.collect()
-    assert gpu.live("pinned") == 0 and gpu.live("device") == 0 and not gpu.streams
+    assert gpu.live("pinned") == 0 and gpu.live("device") == 0 and not gpu.user_streams()
     assert fake_trt.state.live_contexts == 0
     with pytest.raises(ValueError, match="closed"):
         backend.infer(random_tiles(1, T))
@@ -154,15 +157,15 @@ def test_backend_metadata(fake_trt, tmp_path):
         assert info["tensorrt"] == fake_trt.trt.__version__
 
 
-def test_refuses_plan_for_another_gpu_before_deserialising(monkeypatch, tmp_path):
-    install(monkeypatch, "10.13.0")
+def test_refuses_plan_for_another_compute_capability_before_deserialising(monkeypatch, tmp_path):
+    install(monkeypatch, "10.13.3")
     _, plan = _engine(tmp_path)
-    env = install(monkeypatch, "10.13.0", FakeGPU(name="NVIDIA A100-SXM4-80GB", major=8, minor=0))
+    env = install(monkeypatch, "10.13.3", FakeGPU(name="NVIDIA A100-SXM4-80GB", major=8, minor=0))
     with pytest.raises(ModelError) as info:
         TensorRTBackend.from_plan(plan, batch_size=8)
     assert str(info.value) == (
-        "rd.plan: plan built for NVIDIA H100 80GB HBM3 (compute capability 9.0) with TensorRT 10.13.0; "
-        "this machine has NVIDIA A100-SXM4-80GB (compute capability 8.0) with TensorRT 10.13.0: "
+        "rd.plan: plan built for NVIDIA H100 80GB HBM3 (compute capability 9.0) with TensorRT 10.13.3; "
+        "this machine has NVIDIA A100-SXM4-80GB (compute capability 8.0) with TensorRT 10.13.3: "
         "rebuild it here with fwrd-export --engine")
     assert env.state.deserialize_calls == 0
     ok, reason = plan_matches_device(read_manifest(plan))
@@ -210,16 +213,47 @@ def test_refuses_changed_or_unexplained_plans(fake_trt, tmp_path):
     assert fake_trt.state.deserialize_calls == 0
 
 
+def test_plan_from_another_gpu_model_of_the_same_capability_loads_with_a_note(monkeypatch, tmp_path):
+    install(monkeypatch, "10.13.3")
+    onnx_path, plan = _engine(tmp_path)
+    env = install(monkeypatch, "10.13.3", FakeGPU(name="NVIDIA H100 PCIe", major=9, minor=0))
+    assert plan_matches_device(read_manifest(plan)) == (True, "")
+    tiles = random_tiles(3, T)
+    with TensorRTBackend.from_plan(plan, batch_size=8) as backend:
+        _close(backend.infer(tiles)[0], ort_reference(onnx_path, tiles)[0])
+        notes = backend.notes
+    assert env.state.deserialize_calls == 1
+    assert notes[0] == ("TensorRT WARNING: Using an engine plan file across different models of devices is not "
+                        "recommended and is likely to affect performance or even cause errors.")
+    assert notes[1].startswith("rd.plan: plan built on NVIDIA H100 80GB HBM3 (compute capability 9.0), running on "
+                               "NVIDIA H100 PCIe (compute capability 9.0): same compute capability")
+
+
+def test_stream_handle_rules_of_execute_async_v3(fake_trt, tmp_path):
+    """execute_async_v3(size_t): an int or an __index__ object is the stream; getPtr() is not; a float fails."""
+    _, plan = _engine(tmp_path)
+    with TensorRTBackend.from_plan(plan, batch_size=8) as backend:
+        slot = backend._slots[0]
+        slot._set_batch(2)
+        raw = slot.stream.stream
+        assert slot.context.execute_async_v3(slot.stream.handle)
+        assert slot.context.execute_async_v3(raw)  # pybind11 converts it through __index__
+        assert not slot.context.execute_async_v3(raw.getPtr())  # an address, not a stream
+        with pytest.raises(TypeError, match="incompatible function arguments"):
+            slot.context.execute_async_v3(float(slot.stream.handle))
+        slot.drain()
+
+
 def test_tensorrt_status(monkeypatch):
-    env = install(monkeypatch, "10.13.0")
-    assert tensorrt_status() == (True, "TensorRT 10.13.0 on NVIDIA H100 80GB HBM3 (compute capability 9.0)")
+    env = install(monkeypatch, "10.13.3")
+    assert tensorrt_status() == (True, "TensorRT 10.13.3 on NVIDIA H100 80GB HBM3 (compute capability 9.0)")
     env.gpu.present = False
     ok, reason = tensorrt_status()
     assert not ok and reason.startswith("no usable NVIDIA GPU")
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     ok, reason = tensorrt_status()
     assert not ok and reason.startswith("TensorRT is not installed") and "pip install fwrd[gpu]" in reason
-    assert plan_matches_device({"tensorrt_version": "10.13.0", "gpu": {}}) == (False, reason)
+    assert plan_matches_device({"tensorrt_version": "10.13.3", "gpu": {}}) == (False, reason)
 
 
 def test_enqueue_failure_is_reported_and_drained(fake_trt, tmp_path):

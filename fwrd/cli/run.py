@@ -94,6 +94,8 @@ def command(
     with open_backend(model or engine, backend, batch_size=batch_size, threads=threads, device=device,
                       precision=precision, cuda_graphs=not no_cuda_graphs, tf32=tf32) as opened:
         click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision})", err=True)
+        for note in getattr(opened, "notes", []):
+            click.echo(f"note: {note}", err=True)
         results = score_cohort(chosen, opened, out, settings,
                                log=(lambda line: None) if quiet and len(chosen) == 1 else None)
     failed = [r for r in results if r.status == "failed"]

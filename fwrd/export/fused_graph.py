@@ -1,6 +1,7 @@
 """The module that becomes the ONNX graph: uint8 tiles in, FW-RD patch score and anomaly map out.
 
-    tiles uint8 [B, T, T, 3] -> cast, scale, ImageNet-normalise, NHWC->NCHW
+    tiles uint8 [B, T, T, 3] -> cast (first: TensorRT refuses any uint8 tensor that is not a graph input or
+      output), NHWC->NCHW, scale, ImageNet-normalise
       -> teacher -> bottleneck -> student              (fp16 when `half`: TensorRT 11 is strongly typed)
       -> per-scale 1 - cos (fp32) -> score [B]: mean of the summed T x T upsampled map, as a fixed
          weighted sum (no T x T tensor); amap [B, T/4, T/4]: the summed map at a quarter of the tile.
@@ -38,7 +39,7 @@ class FusedScorer(nn.Module):
             self.register_buffer(f"score_weights_{n}", weights)
 
     def forward(self, tiles: Tensor) -> tuple[Tensor, Tensor]:
-        x = (tiles.permute(0, 3, 1, 2).to(torch.float32) - self.mean) * self.inv_std
+        x = (tiles.to(torch.float32).permute(0, 3, 1, 2) - self.mean) * self.inv_std
         if self.half_precision:
             x = x.to(torch.float16)
         teacher = self.teacher(x)

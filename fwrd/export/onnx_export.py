@@ -25,6 +25,7 @@ from fwrd.config import (
     META_CONFIG,
     META_FORMAT,
     META_PRECISION,
+    META_TARGET,
     META_VERSION,
     OUTPUT_AMAP,
     OUTPUT_SCORE,
@@ -49,8 +50,10 @@ def export_fused_onnx(
     return path
 
 
-def write_metadata(path: Path, config: FWRDConfig, precision: str, checkpoint_sha256: str) -> None:
-    """Put the config, version, checkpoint hash and precision into `metadata_props` (atomic rewrite)."""
+def write_metadata(path: Path, config: FWRDConfig, precision: str, checkpoint_sha256: str,
+                   target: str | None = None) -> None:
+    """Put the config, version, checkpoint hash, precision (and the int8 target) into `metadata_props`
+    (atomic rewrite)."""
     graph = onnx.load(str(path))
     props = {
         META_FORMAT: FORMAT_TAG,
@@ -59,6 +62,8 @@ def write_metadata(path: Path, config: FWRDConfig, precision: str, checkpoint_sh
         META_CHECKPOINT_SHA256: checkpoint_sha256,
         META_PRECISION: precision,
     }
+    if precision == "int8":
+        props[META_TARGET] = target or "cpu"
     kept = [p for p in graph.metadata_props if p.key not in props]
     del graph.metadata_props[:]
     graph.metadata_props.extend(kept)

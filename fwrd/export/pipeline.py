@@ -2,7 +2,11 @@
 
 Every graph is written under a temporary name, run in ONNX Runtime against PyTorch fp32 on labelled
 synthetic tissue tiles, calibration-slide tiles and noise at batch 1 and batch 8, and renamed to its
-final name only when it passes its gate. A JSON report of the figures goes beside it.
+final name only when it passes its gate. A JSON report of the figures goes beside it. A graph that can
+go to TensorRT (fp32, fp16, int8 for `--target tensorrt`) must also pass the static scan of TensorRT's
+parser rules, and keeps its verification tiles and PyTorch's scores beside it (`rd.onnx.verify.npz`), so
+an engine built from it later, on another machine (`build_engine_from_onnx`, torch-free), is gated on
+the same tiles. An engine is only written when it passes the gate of its precision too.
 """
 
 from __future__ import annotations
@@ -17,18 +21,13 @@ from typing import Callable
 import numpy as np
 
 from fwrd.atomic import write_json
-from fwrd.errors import DependencyMissing, FwrdError
-from fwrd.export.calibration import (
-    labelled_synthetic_tiles,
-    noise_tiles,
-    slide_tissue_tiles,
-)
-from fwrd.export.onnx_export import export_fused_onnx, write_metadata
-from fwrd.export.quantize import quantize_int8
-from fwrd.export.verify import VerifyReport, enforce, reference_scores, verify_graph
-from fwrd.model.checkpoint import file_sha256, load_checkpoint
+from fwrd.config import META_PRECISION
+from fwrd.errors import DependencyMissing, ExportGateFailed, FwrdError, InputNotFound
+from fwrd.export.calibration import labelled_synthetic_tiles, noise_tiles, slide_tissue_tiles
+from fwrd.export.gate import VerificationSet, VerifyReport, enforce, verification_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = ("cpu", "tensorrt")
 
 
 @dataclass
@@ -38,6 +37,8 @@ class ExportSettings:
     precision: str = "fp16"
     calibration: list[Path] = field(default_factory=list)
     engine: Path | None = None
+    target: str | None = None  # int8 only: "cpu" (default) or "tensorrt" (default with an engine)
+    tf32: bool = False  # fp32 engines: allow TF32 (gated as "tf32", not to 1e-4)
     min_batch: int = 1
     opt_batch: int = 32
     max_batch: int = 64
@@ -52,7 +53,18 @@ class ExportSettings:
             raise FwrdError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise FwrdError("batch sizes must satisfy 1 <= --min-batch <= --opt-batch <= --max-batch")
+        if self.target is not None and self.target not in TARGETS:
+            raise FwrdError(f"unknown target {self.target!r}; expected one of {', '.join(TARGETS)}")
+        if self.precision == "int8" and self.target is None:
+            self.target = "tensorrt" if self.engine is not None else "cpu"
+        if self.precision == "int8" and self.target == "cpu" and self.engine is not None:
+            raise FwrdError("the int8 CPU graph (uint8 activations) cannot become a TensorRT engine: "
+                            "use --target tensorrt, the default with --engine")
 
+    @property
+    def for_tensorrt(self) -> bool:
+        """Whether the graph may go to TensorRT (and so must pass its parser's rules)."""
+        return self.precision != "int8" or self.target == "tensorrt"
 
 @dataclass
 class ExportResult:
@@ -67,6 +79,11 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
     started = time.perf_counter()
     if settings.engine is not None:
         _check_engine_possible(settings)
+    from fwrd.export.onnx_export import export_fused_onnx, write_metadata
+    from fwrd.export.quantize import quantize_int8
+    from fwrd.export.verify import reference_scores, verify_graph
+    from fwrd.model.checkpoint import file_sha256, load_checkpoint
+
     model, config = load_checkpoint(settings.checkpoint)
     sha = file_sha256(settings.checkpoint)
     output = Path(settings.output)
@@ -85,26 +102,64 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         if settings.precision == "int8":
             fp32 = Path(work) / "fp32.onnx"
             export_fused_onnx(model, config, fp32, half=False)
-            log(f"quantising to int8 (QDQ, calibrated on {len(tiles)} tiles)...")
-            quantize_int8(fp32, graph, tiles)
+            log(f"quantising to int8 for {settings.target} (QDQ, calibrated on {len(tiles)} tiles)...")
+            quantize_int8(fp32, graph, tiles, target=settings.target or "cpu")
         else:
             export_fused_onnx(model, config, graph, half=settings.precision == "fp16")
         report = verify_graph(graph, settings.precision, reference, tiles, is_tumor, settings.verify_batches)
         log(report.summary())
         enforce(report)
-        write_metadata(graph, config, settings.precision, sha)
+        if settings.for_tensorrt:
+            _check_tensorrt_rules(graph)
+        write_metadata(graph, config, settings.precision, sha, target=settings.target)
         os.replace(graph, output)
+    checks = VerificationSet(tiles, reference, is_tumor, file_sha256(output))
+    if settings.for_tensorrt:
+        checks.save(verification_path(output))
     seconds = time.perf_counter() - started
     result = ExportResult(output, report, seconds, output.stat().st_size)
     write_json(output.with_name(output.name + ".json"), {
-        "onnx": output.name, "precision": settings.precision, "checkpoint_sha256": sha,
-        "config": config.to_dict(), "verification": report.to_dict(), "export_seconds": round(seconds, 2),
-        "size_bytes": result.size_bytes,
+        "onnx": output.name, "precision": settings.precision, "target": settings.target,
+        "checkpoint_sha256": sha, "config": config.to_dict(), "verification": report.to_dict(),
+        "verification_set": verification_path(output).name if settings.for_tensorrt else None,
+        "export_seconds": round(seconds, 2), "size_bytes": result.size_bytes,
     })
     log(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB) in {seconds:.1f} s")
     if settings.engine is not None:
-        result.engine = _build_engine(settings, output, log)
+        result.engine = _build_engine(settings, output, checks, log)
     return result
+
+
+def build_engine_from_onnx(settings: ExportSettings, precision: str | None = None,
+                           log: Callable[[str], None] = print) -> dict:
+    """`fwrd-export rd.onnx --engine rd.plan`: an engine from a graph exported earlier (anywhere), gated on the
+    verification set saved beside it. Needs no torch; the engine's precision is the graph's unless given."""
+    from fwrd.runtime.model_file import file_sha256, read_onnx_metadata
+
+    onnx_path = Path(settings.checkpoint)
+    if not onnx_path.is_file():
+        raise InputNotFound(f"ONNX model not found: {onnx_path}")
+    if settings.engine is None:
+        raise FwrdError(f"{onnx_path.name} is already an ONNX graph: give --engine to build a TensorRT engine from it")
+    _check_engine_possible(settings)
+    sidecar = verification_path(onnx_path)
+    if not sidecar.is_file():
+        raise FwrdError(f"{onnx_path.name} has no verification set {sidecar.name} beside it, so its engine "
+                        "could not be checked: export the graph again with fwrd-export (it writes one)")
+    checks = VerificationSet.load(sidecar, file_sha256(onnx_path))
+    settings.precision = precision or read_onnx_metadata(onnx_path).get(META_PRECISION, settings.precision)
+    return _build_engine(settings, onnx_path, checks, log)
+
+
+def _check_tensorrt_rules(graph: Path) -> None:
+    """Refuse to write a graph meant for TensorRT that its parser would refuse (a bug, never a user error)."""
+    import onnx
+
+    from fwrd.export.tensorrt_rules import tensorrt_problems
+
+    problems = tensorrt_problems(onnx.load(str(graph)))
+    if problems:
+        raise ExportGateFailed(f"the exported graph breaks TensorRT's parser rules ({len(problems)}): {problems[0]}")
 
 
 def _verification_set(settings: ExportSettings, config) -> tuple[np.ndarray, np.ndarray]:
@@ -126,18 +181,16 @@ def _check_engine_possible(settings: ExportSettings) -> None:
     """Fail before the (long) export when the engine cannot be built here."""
     from fwrd.runtime.backends.tensorrt import tensorrt_status
 
-    if settings.precision == "int8":
-        raise FwrdError("TensorRT engines are built from an fp16 or fp32 export, not the int8 CPU graph")
     available, reason = tensorrt_status()
     if not available:
         raise DependencyMissing(f"cannot build {settings.engine}: {reason}")
 
 
-def _build_engine(settings: ExportSettings, onnx_path: Path, log) -> dict:
+def _build_engine(settings: ExportSettings, onnx_path: Path, checks: VerificationSet, log) -> dict:
     from fwrd.export.tensorrt_build import build_engine
 
     return build_engine(
-        onnx_path, settings.engine, min_batch=settings.min_batch, opt_batch=settings.opt_batch,
-        max_batch=settings.max_batch, workspace_gb=settings.workspace_gb, timing_cache=settings.timing_cache,
-        precision=settings.precision, log=log,
+        onnx_path, settings.engine, verification=checks, min_batch=settings.min_batch,
+        opt_batch=settings.opt_batch, max_batch=settings.max_batch, workspace_gb=settings.workspace_gb,
+        timing_cache=settings.timing_cache, precision=settings.precision, tf32=settings.tf32, log=log,
     )

@@ -1,8 +1,14 @@
-"""INT8 for ONNX Runtime on CPU: static QDQ quantisation of the convolutions, calibrated on tissue tiles.
+"""INT8 by static QDQ quantisation of the convolutions, calibrated on tissue tiles, in one of two forms.
 
 Only Conv and ConvTranspose are quantised (per-channel weights, per-tensor activations); the cosine,
 resize and mean at the end stay fp32, since they decide the score and cost nothing. Dynamic
-quantisation would barely touch convolutions, which is where the time goes.
+quantisation would barely touch convolutions, which is where the time goes. One calibration (MinMax
+over the same tiles) serves both forms:
+
+- `cpu` (default): uint8 activations with a zero point, int8 weights (u8s8, ONNX Runtime's fast CPU
+  path), Q/DQ on convolution inputs and outputs. TensorRT's parser refuses it (uint8 intermediates).
+- `tensorrt`: the explicit-quantization form TensorRT fuses: int8 activations and weights, zero point
+  0 everywhere, Q/DQ only at convolution inputs, float biases (TensorRT has no int32 Dequantize).
 """
 
 from __future__ import annotations
@@ -17,10 +23,24 @@ from fwrd.config import INPUT_NAME
 from fwrd.errors import DependencyMissing
 
 QUANTIZED_OPS = ["Conv", "ConvTranspose"]
+TARGETS = ("cpu", "tensorrt")
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray, batch: int = 8) -> Path:
-    """Write a QDQ int8 graph of `fp32_path` to `out_path`, calibrated with `calibration_tiles`."""
+def quantization_options(target: str) -> dict:
+    """quantize_static's type and placement options for `target` ("cpu" or "tensorrt")."""
+    if target == "cpu":
+        return {"activation": "QUInt8", "extra": {"ActivationSymmetric": False, "WeightSymmetric": True}}
+    if target == "tensorrt":
+        return {"activation": "QInt8", "extra": {
+            "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}}
+    raise ValueError(f"unknown int8 target {target!r}; expected one of {', '.join(TARGETS)}")
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray, batch: int = 8,
+                  target: str = "cpu") -> Path:
+    """Write a QDQ int8 graph of `fp32_path` for `target` to `out_path`, calibrated with `calibration_tiles`."""
+    options = quantization_options(target)
     try:
         from onnxruntime.quantization import (
             CalibrationDataReader,
@@ -51,10 +71,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray
             TileReader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QUInt8,
+            activation_type=getattr(QuantType, options["activation"]),
             weight_type=QuantType.QInt8,
             op_types_to_quantize=QUANTIZED_OPS,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            extra_options=options["extra"],
         )
     return Path(out_path)

@@ -1,17 +1,22 @@
-"""Build a TensorRT engine (`rd.plan`) from fwrd's fused ONNX graph, plus the manifest the runtime checks.
+"""Build a TensorRT engine (`rd.plan`) from fwrd's fused ONNX graph, check it, and write the manifest.
 
-Steps: validate the ONNX file (fwrd I/O and metadata) -> pick the precision mode the installed TensorRT
-supports -> parse -> one optimisation profile on `tiles` over the batch range, a workspace limit, a
-persisted timing cache and a progress monitor -> build -> write the plan and `rd.plan.json` atomically.
+Steps: validate the ONNX file (fwrd I/O and metadata, TensorRT's parser rules checked statically) ->
+pick the precision mode -> parse -> one optimisation profile on `tiles` over the batch range, a workspace
+limit, a persisted timing cache and a progress monitor -> build -> deserialise the engine and run it on
+the export's verification tiles (the engine gate, the same bounds as the ONNX gate of its precision) ->
+only then write the plan and `rd.plan.json` atomically.
 
-TensorRT 10 and 11 differ in how fp16 is asked for. With `NetworkDefinitionCreationFlag.STRONGLY_TYPED`
-(10.12+, the only kind of network in 11) the graph's own types decide, so the fp16 graph gives an fp16
-engine. Without it (older 10.x), or for an fp32 graph asked to run in fp16 on 10.x, the network is weakly
-typed and `BuilderFlag.FP16` is set with fp32 constraints on the norm/cosine/resize/mean layers, which
-overflow or lose their epsilon in fp16. `EXPLICIT_BATCH` is never used (deprecated in 10, gone in 11).
+Networks are strongly typed (`NetworkDefinitionCreationFlag.STRONGLY_TYPED`, present since TensorRT 10.0
+and the only kind in 11, where it is bit 0 rather than 1: the mask is `1 << int(flag)`), so the graph's
+own types decide: the fp16 graph gives an fp16 engine, the int8 TensorRT graph (explicit Q/DQ) an int8
+one. The one exception is an fp16 engine from the fp32 graph on TensorRT 10: a weakly typed network with
+`BuilderFlag.FP16` and fp32 constraints on the norm/cosine/resize/mean layers, which overflow or lose
+their epsilon in fp16. TF32 is on by default in TensorRT and moves an fp32 engine's scores by ~1e-3
+relative, so fp32 engines are built with it off unless asked for (`tf32=True`, then gated as "tf32").
+`EXPLICIT_BATCH` is never used (deprecated in 10, gone in 11).
 
-    manifest = build_engine("rd.onnx", "rd.plan", opt_batch=32, max_batch=64,
-                            timing_cache=Path("rd.timing.cache"))
+    manifest = build_engine("rd.onnx", "rd.plan", verification=VerificationSet.load("rd.onnx.verify.npz"),
+                            opt_batch=32, max_batch=64, timing_cache=Path("rd.timing.cache"))
 
 This module imports `tensorrt` lazily and never imports torch. It has been tested against the fake
 TensorRT and cuda-python in tests/fakes only, not with a real TensorRT on a GPU.
@@ -37,25 +42,29 @@ from fwrd.config import (
     META_CONFIG,
     META_FORMAT,
     META_PRECISION,
+    META_TARGET,
     OUTPUT_AMAP,
     OUTPUT_SCORE,
     FWRDConfig,
 )
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
+from fwrd.export.gate import VerificationSet, VerifyReport, compare_scores, enforce
 from fwrd.runtime.backends.tensorrt import (
     MANIFEST_FORMAT,
+    TensorRTBackend,
     load_tensorrt,
-    make_logger,
     manifest_path,
+    process_logger,
 )
 from fwrd.runtime.cuda_memory import device_properties
 
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = ("fp16", "fp32", "int8")
+CPU_INT8 = ("is the int8 graph for ONNX Runtime on CPU (uint8 activations, non-zero zero points), which "
+            "TensorRT's parser refuses: export the TensorRT form with fwrd-export --precision int8 --target tensorrt")
 # Layer types whose arithmetic must stay fp32 in a weakly typed fp16 build, and everything downstream.
 FP32_SEED_LAYERS = ("REDUCE", "NORMALIZATION", "UNARY", "RESIZE", "SOFTMAX")
 MODE_STRONG = "strongly-typed"  # types come from the graph
-MODE_FP16_FLAG = "fp16-flag"  # weakly typed + BuilderFlag.FP16 + fp32 constraints on norm layers
-MODE_FP32 = "fp32"  # weakly typed, no reduced precision
+MODE_FP16_FLAG = "fp16-flag"  # TensorRT 10, fp32 graph: weakly typed + BuilderFlag.FP16 + fp32 norm layers
 PROGRESS_INTERVAL_S = 5.0
 
 Log = Callable[[str], Any]
@@ -80,7 +89,10 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def _read_with_onnx(path: Path) -> tuple[dict[str, str], list[tuple[str, bool, list[int]]], set[str]]:
+Read = tuple[dict[str, str], list[tuple[str, bool, list[int]]], set[str], Any]  # meta, inputs, outputs, model
+
+
+def _read_with_onnx(path: Path) -> Read:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -92,10 +104,10 @@ def _read_with_onnx(path: Path) -> tuple[dict[str, str], list[tuple[str, bool, l
             tensor_type = value.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
             inputs.append((value.name, tensor_type.elem_type == onnx.TensorProto.UINT8, dims))
-    return {p.key: p.value for p in model.metadata_props}, inputs, {o.name for o in graph.output}
+    return {p.key: p.value for p in model.metadata_props}, inputs, {o.name for o in graph.output}, model
 
 
-def _read_with_onnxruntime(path: Path) -> tuple[dict[str, str], list[tuple[str, bool, list[int]]], set[str]]:
+def _read_with_onnxruntime(path: Path) -> Read:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -104,11 +116,12 @@ def _read_with_onnxruntime(path: Path) -> tuple[dict[str, str], list[tuple[str, 
     inputs = [(i.name, i.type == "tensor(uint8)", [d if isinstance(d, int) else -1 for d in i.shape])
               for i in session.get_inputs()]
     meta = dict(session.get_modelmeta().custom_metadata_map)
-    return meta, inputs, {o.name for o in session.get_outputs()}
+    return meta, inputs, {o.name for o in session.get_outputs()}, None
 
 
 def inspect_onnx(path: Path) -> OnnxInfo:
-    """Check that `path` is an fwrd graph (metadata tag, `tiles` uint8 [batch, T, T, 3], outputs).
+    """Check that `path` is an fwrd graph (metadata tag, `tiles` uint8 [batch, T, T, 3], outputs) that
+    TensorRT's parser takes (`fwrd.export.tensorrt_rules`, when `onnx` is installed).
 
     Reads it with `onnx`, or with onnxruntime on a machine that has only the runtime installed.
     """
@@ -119,7 +132,7 @@ def inspect_onnx(path: Path) -> OnnxInfo:
     except ImportError:
         reader = _read_with_onnxruntime
     try:
-        meta, inputs, outputs = reader(path)
+        meta, inputs, outputs, model = reader(path)
     except ImportError:
         raise DependencyMissing("reading an ONNX model needs onnx or onnxruntime: pip install fwrd[gpu]") from None
     except Exception as exc:  # DecodeError and friends: the file is not a model
@@ -141,27 +154,36 @@ def inspect_onnx(path: Path) -> OnnxInfo:
     if not {OUTPUT_SCORE, OUTPUT_AMAP} <= outputs:
         raise ModelError(f"{path.name} lacks the outputs {OUTPUT_SCORE!r} and {OUTPUT_AMAP!r}")
     precision = meta.get(META_PRECISION, "")
-    if precision == "int8":
-        raise ModelError(f"{path.name} is the int8 graph for ONNX Runtime on CPU: build the engine from the "
-                         "fp16 or fp32 graph")
+    if precision == "int8" and meta.get(META_TARGET) != "tensorrt":
+        raise ModelError(f"{path.name} {CPU_INT8}")
     if precision not in PRECISIONS:
         raise ModelError(f"{path.name} has unknown precision {precision!r} in {META_PRECISION}")
+    if model is not None:
+        from fwrd.export.tensorrt_rules import tensorrt_problems
+
+        problems = tensorrt_problems(model)
+        if problems:
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ModelError(f"TensorRT's ONNX parser would refuse {path.name}: {problems[0]}{more}")
     return OnnxInfo(t, precision, meta[META_CONFIG], meta, sha256_file(path))
 
 
 def choose_precision_mode(trt: Any, graph_precision: str, precision: str) -> str:
     """How to get an engine of `precision` from a graph of `graph_precision` on this TensorRT."""
-    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    fp16_flag = hasattr(trt.BuilderFlag, "FP16")
+    if (graph_precision == "int8") != (precision == "int8"):
+        raise ModelError("an int8 engine is built from the int8 TensorRT graph and from nothing else: export it "
+                         "with fwrd-export --precision int8 --target tensorrt and build with --precision int8")
     if graph_precision == "fp16" and precision == "fp32":
         raise ModelError("the graph is fp16: export an fp32 graph (fwrd-export --precision fp32) "
                          "for an fp32 engine")
-    if graph_precision == precision and strongly_typed:
+    if graph_precision == precision:
+        if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            raise DependencyMissing(f"TensorRT {trt.__version__} has no strongly typed networks: fwrd needs 10.0+")
         return MODE_STRONG
-    if not fp16_flag:  # TensorRT 11: strongly typed only, fp32 graph + fp16 request
+    if not hasattr(trt.BuilderFlag, "FP16"):  # TensorRT 11: strongly typed only, fp32 graph + fp16 request
         raise ModelError(f"TensorRT {trt.__version__} builds strongly typed networks only, so an fp16 engine "
                          "needs the fp16 graph: export it with fwrd-export --precision fp16")
-    return MODE_FP16_FLAG if precision == "fp16" else MODE_FP32
+    return MODE_FP16_FLAG
 
 
 def constrain_norm_layers(trt: Any, network: Any) -> list[str]:
@@ -290,6 +312,7 @@ def _attach_timing_cache(config: Any, path: Path | None, log: Log) -> Any:
 
 
 def _check_arguments(min_batch: int, opt_batch: int, max_batch: int, workspace_gb: float, precision: str) -> None:
+    """Refuse impossible build settings before TensorRT is even imported."""
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise FwrdError(f"batch range must satisfy 1 <= min <= opt <= max, "
                         f"got {min_batch}, {opt_batch}, {max_batch}")
@@ -303,19 +326,23 @@ def build_engine(
     onnx_path: str | Path,
     plan_path: str | Path,
     *,
+    verification: VerificationSet,
     min_batch: int = 1,
     opt_batch: int = 32,
     max_batch: int = 64,
     workspace_gb: float = 4.0,
     timing_cache: Path | None = None,
     precision: str = "fp16",
+    tf32: bool = False,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Build `plan_path` from `onnx_path` and write `<plan>.json` beside it; return that manifest.
+    """Build `plan_path` from `onnx_path`, gate it on `verification`, write `<plan>.json` beside it; return
+    that manifest.
 
     Raises InputNotFound (no ONNX file), DependencyMissing (no TensorRT, cuda-python or GPU),
-    ModelError (not an fwrd graph, precision impossible on this TensorRT, parse or build failure).
-    Nothing is written unless the build succeeds.
+    ModelError (not an fwrd graph, precision impossible on this TensorRT, parse or build failure),
+    ExportGateFailed (the engine's scores are off). Nothing but the timing cache is written unless the
+    engine passes its gate.
     """
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     timing_cache = Path(timing_cache) if timing_cache is not None else None
@@ -327,6 +354,8 @@ def build_engine(
     info = inspect_onnx(onnx_path)
     mode = choose_precision_mode(trt, info.precision, precision)
     t = info.tile_size
+    if verification.tiles.shape[1:] != (t, t, 3):
+        raise ModelError(f"the verification tiles are {verification.tiles.shape[1:]}, the graph takes {t} px tiles")
     shapes = {name: [b, t, t, 3] for name, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
     workspace = int(workspace_gb * 2**30)
     log(f"building a TensorRT {trt.__version__} engine ({precision}, {mode}) from {onnx_path.name} on "
@@ -340,17 +369,65 @@ def build_engine(
             seen.add(message)
             log(message)
 
-    logger = make_logger(trt, once)
+    logger = process_logger(trt)
+    with logger.routed(once):
+        serialized, pinned, tf32_on, seconds = _build(
+            trt, logger, onnx_path, mode, precision, tf32, shapes, workspace, timing_cache, log)
+        gate = "tf32" if precision == "fp32" and tf32_on else precision
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "fwrd_version": __version__,
+            "tensorrt_version": str(trt.__version__),
+            "gpu": gpu,
+            "onnx": {"file": onnx_path.name, "sha256": info.sha256, "precision": info.precision},
+            "plan_sha256": hashlib.sha256(serialized).hexdigest(),
+            "plan_bytes": memoryview(serialized).nbytes,
+            "input": INPUT_NAME,
+            "tile_size": t,
+            "profile": shapes,
+            "precision": precision,
+            "precision_mode": mode,
+            "tf32": tf32_on,
+            "fp32_layers": pinned,
+            "workspace_bytes": workspace,
+            "timing_cache": str(timing_cache) if timing_cache is not None else None,
+            "build_seconds": round(seconds, 2),
+            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "config": json.loads(info.config_json),
+            "onnx_metadata": info.metadata,
+        }
+        log(f"engine gate: running the engine on {len(verification.tiles)} verification tiles...")
+        report = gate_engine(trt, bytes(serialized), manifest, gpu, verification, gate,
+                             batches=tuple(sorted({min_batch, max_batch})))
+    log(report.summary())
+    enforce(report, "engine")
+    manifest["verification"] = report.to_dict()
+    _atomic_write(plan_path, serialized)
+    _atomic_write(manifest_path(plan_path), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    log(f"wrote {plan_path} ({manifest['plan_bytes'] / 2**20:.1f} MiB, built in {seconds:.1f} s) and "
+        f"{manifest_path(plan_path).name}")
+    return manifest
+
+
+def _build(trt: Any, logger: Any, onnx_path: Path, mode: str, precision: str, tf32: bool,
+           shapes: dict[str, list[int]], workspace: int, timing_cache: Path | None,
+           log: Log) -> tuple[Any, list[str], bool, float]:
+    """Parse and build: (serialized plan, layers pinned to fp32, TF32 on?, seconds)."""
+    mark = logger.mark()
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if mode == MODE_STRONG else 0
     network = builder.create_network(flags)
     if network is None:
-        raise ModelError(f"TensorRT could not create a network: {logger.last_error('unknown error')}")
+        raise ModelError(f"TensorRT could not create a network: {logger.last_error('unknown error', mark)}")
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         raise ModelError(_parser_message(parser, onnx_path))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    tf32_flag = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32_flag is not None and precision == "fp32" and not tf32:
+        config.clear_flag(tf32_flag)  # on by default: ~1e-3 relative on fp32 convolutions
+    tf32_on = tf32_flag is not None and bool(config.get_flag(tf32_flag))
     pinned: list[str] = []
     if mode == MODE_FP16_FLAG:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -360,7 +437,7 @@ def build_engine(
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
     if config.add_optimization_profile(profile) < 0:
-        raise ModelError(f"TensorRT rejected the optimisation profile {shapes}: {logger.last_error('')}")
+        raise ModelError(f"TensorRT rejected the optimisation profile {shapes}: {logger.last_error('', mark)}")
     cache = _attach_timing_cache(config, timing_cache, log)
     monitor = _progress_monitor(trt, log)
     if monitor is not None:
@@ -372,34 +449,18 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     seconds = time.monotonic() - started
     if serialized is None:
-        raise ModelError(f"TensorRT could not build the engine: {logger.last_error('unknown error')}")
-
-    if timing_cache is not None:
+        raise ModelError(f"TensorRT could not build the engine: {logger.last_error('unknown error', mark)}")
+    if timing_cache is not None:  # valid whatever the gate says: the next build starts from it
         _atomic_write(timing_cache, (config.get_timing_cache() or cache).serialize())
-    _atomic_write(plan_path, serialized)
-    plan_sha = hashlib.sha256(serialized).hexdigest()
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "fwrd_version": __version__,
-        "tensorrt_version": str(trt.__version__),
-        "gpu": gpu,
-        "onnx": {"file": onnx_path.name, "sha256": info.sha256, "precision": info.precision},
-        "plan_sha256": plan_sha,
-        "plan_bytes": memoryview(serialized).nbytes,
-        "input": INPUT_NAME,
-        "tile_size": t,
-        "profile": shapes,
-        "precision": precision,
-        "precision_mode": mode,
-        "fp32_layers": pinned,
-        "workspace_bytes": workspace,
-        "timing_cache": str(timing_cache) if timing_cache is not None else None,
-        "build_seconds": round(seconds, 2),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": json.loads(info.config_json),
-        "onnx_metadata": info.metadata,
-    }
-    _atomic_write(manifest_path(plan_path), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    log(f"wrote {plan_path} ({manifest['plan_bytes'] / 2**20:.1f} MiB, built in {seconds:.1f} s) and "
-        f"{manifest_path(plan_path).name}")
-    return manifest
+    return serialized, pinned, tf32_on, seconds
+
+
+def gate_engine(trt: Any, plan: bytes, manifest: dict[str, Any], gpu: dict[str, Any],
+                verification: VerificationSet, gate: str, batches: tuple[int, ...]) -> VerifyReport:
+    """Deserialise `plan` and score the verification tiles at each batch size; compare with PyTorch fp32."""
+    config = FWRDConfig.from_dict(manifest["config"])
+    scores = {}
+    for batch in batches:
+        with TensorRTBackend(trt, plan, manifest, config, batch, gpu) as backend:
+            scores[batch] = backend.infer(verification.tiles)[0]
+    return compare_scores(gate, verification.reference, scores, verification.is_tumor, runner="tensorrt")

@@ -10,8 +10,14 @@ error, so no code path forgets to check. Each class below owns exactly one alloc
         host.array[:] = data
         copy_to_device(dev, host, n, stream); stream.synchronize()
 
+A machine without a usable driver is a missing dependency, whatever cuda-python version says so:
+cuda-bindings 12.6 raises `RuntimeError("Failed to dlopen libcuda.so.1")` on the first call (then
+`RuntimeError('Function "cuInit" not found')`), 12.9 and 13.x return cudaErrorInsufficientDriver (too old a
+driver, or none) or cudaErrorNoDevice. All of these become one-line `DependencyMissing` errors.
+
 cuda-python is imported lazily, so importing this module costs nothing without a GPU.
-Tested against the fake cuda-python in tests/fakes only; it has not run on a real GPU yet.
+Tested against the fake cuda-python in tests/fakes (and its rules checked against cuda-bindings 12.6.2,
+12.9.10 and 13.5.0 without a GPU).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import numpy as np
 from fwrd.errors import DependencyMissing, FwrdError
 
 INSTALL_HINT = "pip install fwrd[gpu] on a machine with an NVIDIA GPU"
+# cudaErrorStubLibrary, cudaErrorInsufficientDriver, cudaErrorNoDevice: no usable driver or GPU here.
+NO_DRIVER_CODES = {34, 35, 100}
 
 
 class CudaError(FwrdError):
@@ -60,7 +68,8 @@ def _error_name(cudart: ModuleType | None, err: Any) -> str:
 
 
 def cuda_call(result: tuple, call: str = "", cudart: ModuleType | None = None) -> Any:
-    """Check a cuda-python result tuple: raise `CudaError` on failure, else return the payload.
+    """Check a cuda-python result tuple: raise `CudaError` on failure (`DependencyMissing` when the
+    error says there is no usable driver or GPU), else return the payload.
 
     `(err,)` -> None, `(err, x)` -> x, `(err, x, y)` -> (x, y).
     """
@@ -68,11 +77,25 @@ def cuda_call(result: tuple, call: str = "", cudart: ModuleType | None = None) -
         raise TypeError(f"expected a cuda-python result tuple, got {result!r}")
     err, *values = result
     code = int(getattr(err, "value", err))
+    if code in NO_DRIVER_CODES:
+        where = f" in {call}" if call else ""
+        raise DependencyMissing(f"no usable NVIDIA GPU ({_error_name(cudart, err)}{where}): {INSTALL_HINT}")
     if code != 0:
         raise CudaError(code, _error_name(cudart, err), call)
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def invoke(cudart: ModuleType, call: str, *args: Any) -> Any:
+    """`cudart.<call>(*args)`, checked by `cuda_call`; cuda-bindings 12.6's RuntimeError for a driver it
+    cannot load becomes `DependencyMissing`."""
+    try:
+        result = getattr(cudart, call)(*args)
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DependencyMissing(f"no usable NVIDIA GPU ({first} in {call}): {INSTALL_HINT}") from None
+    return cuda_call(result, call, cudart)
 
 
 def device_properties(device: int | None = None) -> dict[str, Any]:
@@ -84,8 +107,8 @@ def device_properties(device: int | None = None) -> dict[str, Any]:
     cudart = load_cudart()
     try:
         if device is None:
-            device = int(cuda_call(cudart.cudaGetDevice(), "cudaGetDevice", cudart))
-        props = cuda_call(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties", cudart)
+            device = int(invoke(cudart, "cudaGetDevice"))
+        props = invoke(cudart, "cudaGetDeviceProperties", device)
     except CudaError as exc:
         raise DependencyMissing(f"no usable NVIDIA GPU ({exc.name}): {INSTALL_HINT}") from None
     name = props.name
@@ -111,14 +134,11 @@ class _CudaResource:
     def closed(self) -> bool:
         return self._handle is None
 
-    def _release(self, handle: Any) -> tuple:
-        return getattr(self._cudart, self._free_call)(handle)
-
     def free(self) -> None:
         if self._handle is None:
             return
         handle, self._handle = self._handle, None
-        cuda_call(self._release(handle), self._free_call, self._cudart)
+        invoke(self._cudart, self._free_call, handle)
 
     def _check_open(self) -> None:
         if self._handle is None:
@@ -145,7 +165,7 @@ class PinnedHostBuffer(_CudaResource):
         if nbytes <= 0:
             raise ValueError(f"buffer size must be positive, got {nbytes}")
         self.nbytes = int(nbytes)
-        self._handle = int(cuda_call(self._cudart.cudaMallocHost(self.nbytes), "cudaMallocHost", self._cudart))
+        self._handle = int(invoke(self._cudart, "cudaMallocHost", self.nbytes))
         raw = (ctypes.c_uint8 * self.nbytes).from_address(self._handle)
         self._array: np.ndarray | None = np.frombuffer(raw, dtype=np.uint8)
 
@@ -183,7 +203,7 @@ class DeviceBuffer(_CudaResource):
         if nbytes <= 0:
             raise ValueError(f"buffer size must be positive, got {nbytes}")
         self.nbytes = int(nbytes)
-        self._handle = int(cuda_call(self._cudart.cudaMalloc(self.nbytes), "cudaMalloc", self._cudart))
+        self._handle = int(invoke(self._cudart, "cudaMalloc", self.nbytes))
 
     @property
     def ptr(self) -> int:
@@ -198,7 +218,7 @@ class CudaStream(_CudaResource):
 
     def __init__(self) -> None:
         super().__init__()
-        self._handle = cuda_call(self._cudart.cudaStreamCreate(), "cudaStreamCreate", self._cudart)
+        self._handle = invoke(self._cudart, "cudaStreamCreate")
 
     @property
     def stream(self) -> Any:
@@ -208,19 +228,22 @@ class CudaStream(_CudaResource):
 
     @property
     def handle(self) -> int:
-        """The raw `cudaStream_t` as an integer, for TensorRT's `execute_async_v3`."""
+        """The raw `cudaStream_t` value as an integer, for TensorRT's `execute_async_v3(stream_handle: int)`.
+
+        `int(stream)` is the handle; `stream.getPtr()` is the address where cuda-python stores it, which
+        TensorRT would take for a stream and fail (or worse) on.
+        """
         self._check_open()
         return int(self._handle)
 
     def synchronize(self) -> None:
         """Wait for everything queued on this stream."""
-        cuda_call(self._cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize", self._cudart)
+        invoke(self._cudart, "cudaStreamSynchronize", self.stream)
 
 
 def _memcpy_async(dst: int, src: int, nbytes: int, kind_name: str, stream: CudaStream) -> None:
     cudart = stream._cudart
-    kind = getattr(cudart.cudaMemcpyKind, kind_name)
-    cuda_call(cudart.cudaMemcpyAsync(dst, src, nbytes, kind, stream.stream), "cudaMemcpyAsync", cudart)
+    invoke(cudart, "cudaMemcpyAsync", dst, src, nbytes, getattr(cudart.cudaMemcpyKind, kind_name), stream.stream)
 
 
 def copy_to_device(dst: DeviceBuffer, src: PinnedHostBuffer, nbytes: int, stream: CudaStream) -> None:

@@ -22,7 +22,7 @@ import pytest
 from .fake_cuda import FakeGPU, make_cudart
 from .fake_tensorrt import FakeTRT, make_tensorrt
 
-TRT_VERSIONS = ("10.8.0", "10.13.0", "11.4.0")
+TRT_VERSIONS = ("10.8.0", "10.13.3", "11.4.0")
 
 
 @dataclass
@@ -70,7 +70,8 @@ def install(monkeypatch: pytest.MonkeyPatch, version: str, gpu: FakeGPU | None =
 
 @pytest.fixture(params=TRT_VERSIONS)
 def fake_trt(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEnv]:
-    """Fake TensorRT in each flavour (10.8 weakly typed, 10.13 with STRONGLY_TYPED, 11 strongly typed only).
+    """Fake TensorRT in each flavour (10.8 and 10.13: STRONGLY_TYPED = bit 1 and the FP16 builder flag still
+    there; 11: strongly typed only, STRONGLY_TYPED = bit 0).
 
     After the test it fails if anything touched an API that TensorRT 10/11 removed.
     """

@@ -6,10 +6,21 @@ bytes. "Device" and "pinned" memory are numpy byte arrays keyed by their (real) 
 ctypes view of a pinned pointer works as it does on a GPU machine.
 
 Streams are truly asynchronous here: `cudaMemcpyAsync` and TensorRT's `execute_async_v3` only queue
-work, which runs at `cudaStreamSynchronize` (or `cudaStreamDestroy`). Code that reads a result before
-synchronising, or overwrites a pinned buffer still queued for copying, gets wrong numbers, as it would
-on a GPU. The fake is stricter than CUDA in two ways: copies must be between memory it allocated (the
-runtime must only copy from pinned buffers), and the default stream is recorded so tests can forbid it.
+work, which runs at `cudaStreamSynchronize` (or `cudaStreamDestroy`, `cudaDeviceSynchronize`). Code that
+reads a result before synchronising, or overwrites a pinned buffer still queued for copying, gets wrong
+numbers, as it would on a GPU. The fake is stricter than CUDA in one way: copies must be between memory
+it allocated (the runtime must only copy from pinned buffers).
+
+Rules taken from cuda-bindings 12.6.2, 12.9.10 and 13.5.0 (introspected on a machine without a driver):
+- every call returns a tuple `(cudaError_t, payload...)`; on failure the payload is None (12.9+).
+- `cudaStream_t(handle)`: `int(stream)` (and `__index__`) is the handle; `getPtr()` is the address of
+  the storage holding it, NOT the handle (passing it to TensorRT names no stream).
+- the default stream (0) is asynchronous to the host like any other: work queued on it runs only when
+  something synchronises (CUDA Runtime API, "Stream synchronization behavior").
+- no driver: 12.9 / 13.x return cudaErrorInsufficientDriver from every call; 12.6 raises
+  `RuntimeError("Failed to dlopen libcuda.so.1")` on the first call and
+  `RuntimeError('Function "cuInit" not found')` on later ones (`FakeGPU(present=False, failure="dlopen")`).
+- `cudaGetErrorName(err)` -> `(cudaSuccess, b"cudaErrorName")`, with or without a driver.
 """
 
 from __future__ import annotations
@@ -52,7 +63,8 @@ class cudaStream_t:
         return self._handle
 
     def getPtr(self) -> int:
-        return self._handle
+        """Like cuda-bindings: the address of the storage holding the handle, not the handle."""
+        return id(self) + 16
 
     def __repr__(self) -> str:
         return f"<cudaStream_t 0x{self._handle:x}>"
@@ -95,8 +107,11 @@ class FakeGPU:
     major: int = 9
     minor: int = 0
     present: bool = True  # False: no driver, every call fails like cuda-bindings on a CPU machine
+    failure: str = "code"  # without a driver: "code" (12.9+: cudaErrorInsufficientDriver) | "dlopen" (12.6)
     allocations: dict[int, Allocation] = field(default_factory=dict)
-    streams: dict[int, list[tuple[str, Callable[[], int]]]] = field(default_factory=dict)
+    # stream handle -> queued work; 0 is the (legacy) default stream, asynchronous to the host too
+    streams: dict[int, list[tuple[str, Callable[[], int]]]] = field(default_factory=lambda: {0: []})
+    dlopen_tried: bool = False
     calls: list[Call] = field(default_factory=list)
     queued_executions: int = 0
     max_in_flight: int = 0
@@ -122,14 +137,16 @@ class FakeGPU:
         alloc, offset = found
         return alloc.data[offset : offset + nbytes]
 
+    def user_streams(self) -> list[int]:
+        """Streams created with cudaStreamCreate and not destroyed (the default stream excluded)."""
+        return [h for h in self.streams if h != 0]
+
     def live(self, kind: str) -> int:
         return sum(1 for a in self.allocations.values() if a.kind == kind and not a.freed)
 
     # --- streams ----------------------------------------------------------------------------------
     def enqueue(self, stream: int, label: str, op: Callable[[], int]) -> int:
-        """Queue `op` on a stream; the default stream (0) runs at once, as if synchronous."""
-        if stream == 0:
-            return op()
+        """Queue `op` on a stream (the default stream 0 included: it runs when someone synchronises)."""
         if stream not in self.streams:
             return cudaError_t.cudaErrorInvalidResourceHandle
         if label == "execute":
@@ -180,7 +197,7 @@ def make_cudart(gpu: FakeGPU) -> types.ModuleType:
 
     def cudaGetDevice() -> tuple:
         gpu.record("cudaGetDevice")
-        return (ok, 0) if gpu.present else (nodrv, 0)
+        return (ok, 0) if gpu.present else (nodrv, None)
 
     def cudaGetDeviceProperties(device: int) -> tuple:
         gpu.record("cudaGetDeviceProperties")
@@ -192,7 +209,7 @@ def make_cudart(gpu: FakeGPU) -> types.ModuleType:
 
     def _alloc(kind: str, size: int) -> tuple:
         if not gpu.present:
-            return nodrv, 0
+            return nodrv, None
         if int(size) <= 0:
             return cudaError_t.cudaErrorInvalidValue, 0
         return ok, gpu.allocate(kind, int(size))
@@ -232,14 +249,21 @@ def make_cudart(gpu: FakeGPU) -> types.ModuleType:
     def cudaStreamSynchronize(stream: Any) -> tuple:
         gpu.record("cudaStreamSynchronize", stream)
         handle = int(stream)
-        if handle != 0 and handle not in gpu.streams:
+        if handle not in gpu.streams:
             return (cudaError_t.cudaErrorInvalidResourceHandle,)
         return (cudaError_t(gpu.drain(handle)),)
+
+    def cudaDeviceSynchronize() -> tuple:
+        gpu.record("cudaDeviceSynchronize")
+        status = cudaError_t.cudaSuccess
+        for handle in list(gpu.streams):
+            status = status or cudaError_t(gpu.drain(handle))
+        return (status,)
 
     def cudaStreamDestroy(stream: Any) -> tuple:
         gpu.record("cudaStreamDestroy", stream)
         handle = int(stream)
-        if handle not in gpu.streams:
+        if handle == 0 or handle not in gpu.streams:
             return (cudaError_t.cudaErrorInvalidResourceHandle,)
         gpu.drain(handle)  # CUDA finishes queued work before releasing the stream
         del gpu.streams[handle]
@@ -273,10 +297,21 @@ def make_cudart(gpu: FakeGPU) -> types.ModuleType:
 
         return (cudaError_t(gpu.enqueue(int(stream), "memcpy", run)),)
 
+    def no_driver(fn: Callable[..., tuple]) -> Callable[..., tuple]:
+        """cuda-bindings 12.6 without a driver: the call raises instead of returning an error code."""
+        def call(*args: Any) -> tuple:
+            if not gpu.present and gpu.failure == "dlopen":
+                first, gpu.dlopen_tried = not gpu.dlopen_tried, True
+                raise RuntimeError("Failed to dlopen libcuda.so.1" if first else 'Function "cuInit" not found')
+            return fn(*args)
+        call.__name__ = fn.__name__
+        return call
+
+    mod.cudaGetErrorName = cudaGetErrorName
     for fn in (
-        cudaGetErrorName, cudaGetDeviceCount, cudaGetDevice, cudaGetDeviceProperties, cudaMallocHost,
-        cudaFreeHost, cudaMalloc, cudaFree, cudaStreamCreate, cudaStreamSynchronize, cudaStreamDestroy,
+        cudaGetDeviceCount, cudaGetDevice, cudaGetDeviceProperties, cudaMallocHost, cudaFreeHost, cudaMalloc,
+        cudaFree, cudaStreamCreate, cudaStreamSynchronize, cudaDeviceSynchronize, cudaStreamDestroy,
         cudaMemcpyAsync,
     ):
-        setattr(mod, fn.__name__, fn)
+        setattr(mod, fn.__name__, no_driver(fn))
     return mod

@@ -1,13 +1,37 @@
 """A fake of the TensorRT Python API (10.x and 11.x flavours) that really parses and really runs.
 
-`make_tensorrt(version, gpu)` returns a module that looks like `tensorrt` of that version:
+`make_tensorrt(version, gpu)` returns a module that looks like `tensorrt` of that version. Each rule below
+is taken from NVIDIA's sources (TensorRT `python/src/infer/pyCore.cpp` and `include/NvInfer.h` at tags
+v10.0.0, v10.8.0, v10.13.3, v11.0, v11.1; onnx-tensorrt `ModelImporter.cpp`, `onnxOpImporters.cpp` and
+`docs/operators.md` at 10.0-GA / 10.1-GA):
 
-- "10.8.0": no `NetworkDefinitionCreationFlag.STRONGLY_TYPED`; `EXPLICIT_BATCH` still there
-  (deprecated); `BuilderFlag.FP16`, precision constraints, `layer.precision`, `set_output_type`.
-- "10.13.0": all of the above plus `STRONGLY_TYPED`.
-- "11.x": strongly typed only: no `BuilderFlag.FP16` / `OBEY_PRECISION_CONSTRAINTS` /
-  `PREFER_PRECISION_CONSTRAINTS`, no `layer.precision` / `set_output_type`, no
-  `platform_has_fast_fp16`, no `EXPLICIT_BATCH`, no `device_memory_size`, no `supports_model`.
+- `NetworkDefinitionCreationFlag.STRONGLY_TYPED` exists in every flavour (pyCore.cpp v10.0.0 l.1471).
+  10.x: kEXPLICIT_BATCH = 0 (deprecated, ignored), kSTRONGLY_TYPED = 1 (NvInfer.h v10.0.0 l.9370);
+  10.13 adds kPREFER_JIT_PYTHON_PLUGINS = 2, kPREFER_AOT_PYTHON_PLUGINS = 3 (NvInfer.h v10.13.3 l.10485);
+  11.x: kSTRONGLY_TYPED = 0 (deprecated, always on), kPREFER_JIT_PYTHON_PLUGINS = 1, kPREFER_AOT = 2
+  (NvInfer.h v11.1 l.11475): a mask must be `1 << int(flag)`, never a literal.
+- 10.x keeps `BuilderFlag.FP16`, precision constraints, `layer.precision`, `set_output_type`; 11.x has
+  none of them (pyCore.cpp v11.0 lists BuilderFlag TF32 but no FP16/INT8/BF16), no `EXPLICIT_BATCH`, no
+  `platform_has_fast_fp16`, `device_memory_size`, `supports_model`.
+- `BuilderFlag.TF32` is on in a fresh builder config ("Enabled by default", NvInfer.h v10.8.0 l.8772,
+  v11.1 l.9976). The fake engine models TF32 (and `BuilderFlag.FP16` on a weakly typed network) by
+  rounding the inputs and weights of float convolutions to 10 mantissa bits (through fp16), so an "fp32"
+  engine built with TF32 on misses a 1e-4 gate as a real one would.
+- `execute_async_v3(stream_handle)` takes a `size_t` (pyCore.cpp v10.8.0 l.112: `bool
+  execute_async_v3(IExecutionContext& self, size_t streamHandle)`): pybind11 accepts an int or an
+  object with `__index__`/`__int__`, refuses a float; the value is taken as the `cudaStream_t`.
+- One logger per process: a Builder or Runtime created with a different logger while another lives keeps
+  using the first and warns ("The logger passed into createInferRuntime differs from one already
+  provided for an existing builder, runtime, or refitter ...", TensorRT issue #1475).
+- The parser refuses any UINT8 tensor a node produces that is not a graph output (ModelImporter.cpp
+  10.0-GA l.241-254, "TensorRT does not support UINT8 types for intermediate tensors!"); Q/DQ inputs of
+  type UINT8 ("Found unsupported input type of UINT8", onnxOpImporters.cpp 10.1-GA l.1349, 1354); a
+  non-zero zero point ("TensorRT only supports symmetric quantization. The zero point for the
+  QuantizeLinear/DequantizeLinear operator must be all zeros.", l.1491); a UINT8 zero point is read as
+  INT8 with a warning (l.1459); scales must be positive (l.1387); Conv/ConvTranspose take FP32, FP16 or
+  BF16 only (operators.md).
+- The runtime refuses a plan from another TensorRT version or compute capability, and loads one from
+  another GPU model of the same compute capability with a warning.
 
 In every flavour the calls removed in TensorRT 10 (`execute_async_v2`, `get_binding_index`,
 `num_bindings`, `set_binding_shape`, `max_workspace_size`, `build_engine`, `binding_is_input`, ...) do
@@ -18,15 +42,16 @@ The parser reads the ONNX file with `onnx` (check, shape inference, one layer pe
 type TensorRT's parser would give it); the builder validates what the real one validates (a profile
 for dynamic inputs, min <= opt <= max, no precision flags in a strongly typed network), consults and
 fills the timing cache, drives an `IProgressMonitor`, and serialises a "plan" that carries the ONNX
-model, the TensorRT version and the GPU. The runtime refuses a plan from another TensorRT version or
-GPU; the execution context runs the graph with ONNX Runtime on CPU when the stream it was queued on
-(see fake_cuda) is synchronised, reading and writing the fake device memory at the tensor addresses.
+model, the TensorRT version and the GPU. The execution context runs the graph with ONNX Runtime on CPU
+when the stream it was queued on (see fake_cuda) is synchronised, reading and writing the fake device
+memory at the tensor addresses.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import operator
 import struct
 import sys
 import types
@@ -66,8 +91,18 @@ OP_LAYER = {
     "Gemm": "MATRIX_MULTIPLY", "AveragePool": "POOLING", "MaxPool": "POOLING",
     "GlobalAveragePool": "REDUCE", "BatchNormalization": "SCALE", "InstanceNormalization": "NORMALIZATION",
     "LayerNormalization": "NORMALIZATION", "Softmax": "SOFTMAX", "Identity": "IDENTITY",
+    "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "ReduceMin": "REDUCE",
 }
-LAYER_TYPES = sorted(set(OP_LAYER.values()) | {"PLUGIN_V3", "QUANTIZE", "DEQUANTIZE"})
+# docs/operators.md (onnx-tensorrt 10.1-GA), "Supported Types" of the ops whose input type the fake checks.
+FLOAT_TYPES = {"FLOAT", "HALF", "BF16"}
+INPUT_TYPES = {"Conv": FLOAT_TYPES, "ConvTranspose": FLOAT_TYPES, "QuantizeLinear": FLOAT_TYPES}
+LAYER_TYPES = sorted(set(OP_LAYER.values()) | {"PLUGIN_V3"})
+LOGGER_CLASH = ("The logger passed into {call} differs from one already provided for an existing builder, runtime, "
+                "or refitter. TensorRT maintains only a single logger pointer at any given time, so the existing "
+                "value, which can be retrieved with getLogger(), will be used instead. In order to use a new "
+                "logger, first destroy all existing builder, runner or refitter objects.")
+OTHER_SKU = ("Using an engine plan file across different models of devices is not recommended and is likely to "
+             "affect performance or even cause errors.")
 ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 16: "BF16"}
 TRT_TO_NP = {"FLOAT": np.float32, "HALF": np.float16, "UINT8": np.uint8, "INT8": np.int8,
              "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
@@ -111,6 +146,9 @@ class FakeTRT:
     live_contexts: int = 0
     executions: list[tuple[int, int]] = field(default_factory=list)  # (stream, batch) when queued
     fail_build: bool = False  # make the next builds fail like an out-of-memory tactic search
+    process_logger: Any = None  # the one logger TensorRT uses while a builder or runtime lives
+    live_owners: int = 0  # builders + runtimes alive
+    reduced_convs: list[str] = field(default_factory=list)  # convolutions the last plan runs in 10-bit mantissas
 
     @property
     def major_minor(self) -> tuple[int, int]:
@@ -120,9 +158,14 @@ class FakeTRT:
     def v11(self) -> bool:
         return self.major_minor[0] >= 11
 
-    @property
-    def has_strongly_typed(self) -> bool:
-        return self.major_minor >= (10, 12)
+    def adopt_logger(self, logger: Any, call: str) -> Any:
+        """The logger a new builder/runtime will really use (TensorRT keeps one per process)."""
+        if self.live_owners and self.process_logger is not None and logger is not self.process_logger:
+            _log(self, self.process_logger, "WARNING", LOGGER_CLASH.format(call=call))
+        elif not self.live_owners:
+            self.process_logger = logger
+        self.live_owners += 1
+        return self.process_logger
 
     def enum(self, name: str) -> Any:
         return getattr(self.module, name)
@@ -222,10 +265,12 @@ class ITensor(_Strict):
 
 
 class ILayer(_Strict):
-    def __init__(self, name: str, type_: Any, inputs: list[ITensor], outputs: list[ITensor], op: str):
+    def __init__(self, name: str, type_: Any, inputs: list[ITensor], outputs: list[ITensor], op: str,
+                 node_index: int = -1):
         self.name = name
         self.type = type_
         self.op = op
+        self.node_index = node_index
         self._inputs = inputs
         self._outputs = outputs
         self._precision: Any = None
@@ -286,7 +331,8 @@ class INetworkDefinition(_Strict):
 
     @property
     def strongly_typed(self) -> bool:
-        return bool(self.flags & (1 << 1)) or self._env.v11
+        flag = int(self._env.enum("NetworkDefinitionCreationFlag").STRONGLY_TYPED)
+        return bool(self.flags & (1 << flag)) or self._env.v11
 
     def get_flag(self, flag: Any) -> bool:
         return bool(self.flags & (1 << int(flag)))
@@ -427,16 +473,23 @@ class OnnxParser(_Strict):
             t.is_network_input = True
             network.inputs.append(t)
         ok = True
+        values = {init.name: init for init in graph.initializer}
+        graph_outputs = {vi.name for vi in graph.output}
         for index, node in enumerate(graph.node):
             if node.domain not in ("", "ai.onnx") or node.op_type not in OP_LAYER:
                 self._error("UNSUPPORTED_NODE", f"No importer registered for op: {node.op_type}", index,
                             node.name, node.op_type)
                 ok = False
                 continue
+            if ok:  # like parseNode: the first importer error ends the import
+                problem = self._node_problem(node, types_, values, graph_outputs)
+                if problem is not None:
+                    self._error(problem[0], problem[1], index, node.name, node.op_type)
+                    return False
             layer = env.cls("ILayer")(
                 node.name or f"{node.op_type}_{index}", getattr(layer_type, OP_LAYER[node.op_type]),
                 [tensor(n) if n else None for n in node.input if n not in initializers],
-                [tensor(n) for n in node.output], node.op_type)
+                [tensor(n) for n in node.output], node.op_type, index)
             network.layers.append(layer)
         if not ok:
             return False
@@ -446,6 +499,39 @@ class OnnxParser(_Strict):
             network.outputs.append(t)
         network.onnx_bytes = bytes(model)
         return True
+
+    def _node_problem(self, node: Any, types_: dict, values: dict, graph_outputs: set[str]) -> tuple[str, str] | None:
+        """The importer's type rules (sources in the module docstring): (error code, message) or None."""
+        from onnx import numpy_helper
+
+        def dtype(name: str) -> str:
+            elem = values[name].data_type if name in values else types_.get(name, (1, (), ()))[0]
+            return ONNX_TO_TRT.get(elem, "FLOAT")
+
+        env = type(self)._env
+        op = node.op_type
+        if op in ("QuantizeLinear", "DequantizeLinear"):
+            if dtype(node.input[0]) == "UINT8" or (op == "QuantizeLinear" and len(node.input) > 2
+                                                   and node.input[2] and dtype(node.input[2]) == "UINT8"):
+                return "UNSUPPORTED_NODE", "Found unsupported input type of UINT8"
+            if len(node.input) < 2:
+                return "INVALID_NODE", ("This version of TensorRT requires at least 2 inputs for the "
+                                        "QuantizeLinear/DequantizeLinear operator.")
+            if node.input[1] in values and not np.all(numpy_helper.to_array(values[node.input[1]]) > 0):
+                return "INVALID_NODE", "Scale coefficients must all be positive"
+            if len(node.input) > 2 and node.input[2] in values:
+                if dtype(node.input[2]) == "UINT8":
+                    _log(env, self.logger, "WARNING", "TensorRT doesn't support QuantizeLinear/DequantizeLinear "
+                         "with UINT8 zero_point. TensorRT will use INT8 instead.")
+                if np.any(numpy_helper.to_array(values[node.input[2]]) != 0):
+                    return "INVALID_NODE", ("TensorRT only supports symmetric quantization. The zero point for the "
+                                            "QuantizeLinear/DequantizeLinear operator must be all zeros.")
+        elif op in INPUT_TYPES and dtype(node.input[0]) not in INPUT_TYPES[op]:
+            return "UNSUPPORTED_NODE", f"Found unsupported input type of {dtype(node.input[0])}"
+        for out in node.output:
+            if out and op != "QuantizeLinear" and dtype(out) == "UINT8" and out not in graph_outputs:
+                return "UNSUPPORTED_NODE", "TensorRT does not support UINT8 types for intermediate tensors!"
+        return None
 
     def supports_model_v2(self, model: bytes, path: str | None = None) -> bool:
         return self.parse(model, path)
@@ -504,7 +590,7 @@ class ITimingCache(_Strict):
 class IBuilderConfig(_Strict):
     def __init__(self, logger: ILogger) -> None:
         self._logger = logger
-        self.flags: set[str] = set()
+        self.flags: set[str] = {"TF32"}  # "Enabled by default" (NvInfer.h v10.8.0 l.8769-8772)
         self.pools: dict[str, int] = {}
         self.profiles: list[IOptimizationProfile] = []
         self.timing_cache: ITimingCache | None = None
@@ -571,8 +657,11 @@ class IBuilderConfig(_Strict):
 class Builder(_Strict):
     def __init__(self, logger: ILogger) -> None:
         _check_initialised(logger, "ILogger")
-        self.logger = logger
+        self.logger = type(self)._env.adopt_logger(logger, "createInferBuilder")
         self.max_threads = 1
+
+    def __del__(self) -> None:
+        type(self)._env.live_owners -= 1
 
     def create_network(self, flags: int = 0) -> INetworkDefinition | None:
         env = type(self)._env
@@ -664,8 +753,61 @@ class Builder(_Strict):
             "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
             "io": io,
         }).encode()
+        reduced = _reduced_precision_convs(network, config)
+        env.reduced_convs = [layer.name for layer in reduced]
+        graph = _round_conv_inputs(network.onnx_bytes, {layer.node_index for layer in reduced})
         rec.succeeded = True
-        return IHostMemory(PLAN_MAGIC + struct.pack("<I", len(header)) + header + network.onnx_bytes)
+        return IHostMemory(PLAN_MAGIC + struct.pack("<I", len(header)) + header + graph)
+
+
+def _reduced_precision_convs(network: INetworkDefinition, config: IBuilderConfig) -> list[ILayer]:
+    """Float convolutions TensorRT may run with 10-bit mantissa inputs: all of them under TF32, and, in a
+    weakly typed network with BuilderFlag.FP16, those not pinned to fp32. A convolution fed by a
+    Dequantize layer is an int8 kernel (explicit quantization) and is left alone."""
+    producers = {layer.get_output(j).name: layer for layer in network.layers for j in range(layer.num_outputs)}
+    half = not network.strongly_typed and "FP16" in config.flags
+    chosen = []
+    for layer in network.layers:
+        if layer.type.name not in ("CONVOLUTION", "DECONVOLUTION") or not layer.num_inputs:
+            continue
+        data = layer.get_input(0)
+        source = producers.get(data.name)
+        if data.dtype.name != "FLOAT" or (source is not None and source.type.name == "DEQUANTIZE"):
+            continue
+        pinned = layer._precision is not None and layer._precision.name == "FLOAT"
+        if "TF32" in config.flags or (half and not pinned):
+            chosen.append(layer)
+    return chosen
+
+
+def _round_conv_inputs(onnx_bytes: bytes, nodes: set[int]) -> bytes:
+    """The graph with the data and weight inputs of `nodes` rounded to 10 mantissa bits (through fp16)."""
+    if not nodes:
+        return onnx_bytes
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    values = {init.name: init for init in model.graph.initializer}
+    out = []
+    for index, original in enumerate(model.graph.node):
+        node = onnx.NodeProto()
+        node.CopyFrom(original)
+        if index in nodes:
+            for k in (0, 1):
+                name = node.input[k]
+                if name in values:
+                    rounded = numpy_helper.to_array(values[name]).astype(np.float16).astype(np.float32)
+                    values[name].CopyFrom(numpy_helper.from_array(rounded, name))
+                else:
+                    half, back = f"{name}__tf32h{index}", f"{name}__tf32{index}"
+                    out.append(helper.make_node("Cast", [name], [half], to=TensorProto.FLOAT16))
+                    out.append(helper.make_node("Cast", [half], [back], to=TensorProto.FLOAT))
+                    node.input[k] = back
+        out.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(out)
+    return model.SerializeToString()
 
 
 class Builder10(Builder):
@@ -677,7 +819,10 @@ class Builder10(Builder):
 class Runtime(_Strict):
     def __init__(self, logger: ILogger) -> None:
         _check_initialised(logger, "ILogger")
-        self.logger = logger
+        self.logger = type(self)._env.adopt_logger(logger, "createInferRuntime")
+
+    def __del__(self) -> None:
+        type(self)._env.live_owners -= 1
 
     def deserialize_cuda_engine(self, serialized_engine: bytes) -> "ICudaEngine | None":
         env = type(self)._env
@@ -696,9 +841,12 @@ class Runtime(_Strict):
                  f"{env.version} got {header['trt']}, please rebuild.")
             return None
         if header["cc"] != env.compute_capability():
-            _log(env, self.logger, "ERROR", "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
-                 f"(the engine was built for compute capability {header['cc']})")
+            _log(env, self.logger, "ERROR", "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The "
+                 f"engine plan file is generated on an incompatible device, expecting compute "
+                 f"{env.compute_capability()} got compute {header['cc']}, please rebuild.)")
             return None
+        if header["device"] != env.gpu.name:
+            _log(env, self.logger, "WARNING", OTHER_SKU)
         return env.cls("ICudaEngine")(header, blob[start + size:])
 
 
@@ -836,12 +984,24 @@ class IExecutionContext(_Strict):
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         env = self._env
-        if not isinstance(stream_handle, int):
-            raise TypeError("execute_async_v3(): incompatible function arguments; stream_handle must be int")
+        try:  # pybind11's size_t caster: int or __index__, then __int__; never a float
+            if isinstance(stream_handle, float):
+                raise TypeError
+            stream_handle = operator.index(stream_handle) if hasattr(type(stream_handle), "__index__") \
+                else int(stream_handle)
+        except (TypeError, ValueError):
+            raise TypeError("execute_async_v3(): incompatible function arguments. The following argument types "
+                            "are supported:\n    1. (self: tensorrt.IExecutionContext, stream_handle: int) "
+                            f"-> bool\n\nInvoked with: {stream_handle!r}") from None
+        logger = env.process_logger
+        if stream_handle not in env.gpu.streams:  # e.g. stream.getPtr(): an address, not a stream
+            if logger is not None:
+                _log(env, logger, "ERROR", "IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime "
+                     "(invalid resource handle)")
+            return False
         missing = [t["name"] for t in self.engine._io if t["name"] not in self._addresses]
         unset = self.infer_shapes()
         if missing or unset:
-            logger = env.module._last_logger
             if logger is not None:
                 _log(env, logger, "ERROR", f"IExecutionContext::enqueueV3: missing address or shape for "
                      f"{missing + unset}")
@@ -889,13 +1049,15 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
     mod = types.ModuleType("tensorrt")
     env.module = mod
     mod._fake = env
-    mod._last_logger = None
     mod.__version__ = version
     legacy = not env.v11
 
-    flags = {"STRONGLY_TYPED": 1} if env.has_strongly_typed else {}
-    if legacy:
-        flags = {"EXPLICIT_BATCH": 0, **flags}
+    if env.v11:  # NvInfer.h v11.1 l.11471-11480
+        flags = {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
+    else:  # NvInfer.h v10.0.0 l.9362-9370, v10.13.3 l.10475-10490
+        flags = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+        if env.major_minor >= (10, 13):
+            flags.update(PREFER_JIT_PYTHON_PLUGINS=2, PREFER_AOT_PYTHON_PLUGINS=3)
     builder_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32", "SPARSE_WEIGHTS",
                      "SAFETY_SCOPE", "DIRECT_IO", "REJECT_EMPTY_ALGORITHMS", "VERSION_COMPATIBLE",
                      "EXCLUDE_LEAN_RUNTIME", "WEIGHT_STREAMING", "STRIP_PLAN"]
@@ -947,16 +1109,6 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
     mod.ILogger.Severity = Severity
     for member in Severity:
         setattr(mod.Logger, member.name, member)
-
-    # Keep the last logger the runtime saw, so execution errors can be reported as TensorRT does.
-    runtime_cls = mod.Runtime
-    original_init = runtime_cls.__init__
-
-    def runtime_init(self: Any, logger: Any) -> None:
-        original_init(self, logger)
-        mod._last_logger = logger
-
-    runtime_cls.__init__ = runtime_init
 
     def module_getattr(name: str) -> Any:
         if name in REMOVED_IN_10 or name in REMOVED_IN_11:

@@ -21,8 +21,12 @@ from fwrd.config import (
 
 
 def tiny_model(tile_size: int = 32, precision: str = "fp32", *, extra_op: str | None = None,
-               seed: int = 0) -> onnx.ModelProto:
-    """fwrd I/O: `tiles` uint8 [batch, T, T, 3] -> `score` [batch], `amap` [batch, T/4, T/4]."""
+               seed: int = 0, transpose_first: bool = False) -> onnx.ModelProto:
+    """fwrd I/O: `tiles` uint8 [batch, T, T, 3] -> `score` [batch], `amap` [batch, T/4, T/4].
+
+    `transpose_first` permutes the uint8 tiles before casting them, as fwrd's exporter once did (a uint8
+    intermediate tensor, which TensorRT's parser refuses).
+    """
     rng = np.random.default_rng(seed)
     conv_type = np.float16 if precision == "fp16" else np.float32
     onnx_conv = TensorProto.FLOAT16 if precision == "fp16" else TensorProto.FLOAT
@@ -35,9 +39,16 @@ def tiny_model(tile_size: int = 32, precision: str = "fp32", *, extra_op: str | 
         numpy_helper.from_array(np.array(1e-8, np.float32), "eps"),
         numpy_helper.from_array(np.array(1.0, np.float32), "one"),
     ]
-    nodes = [
+    head = [
         helper.make_node("Cast", [INPUT_NAME], ["x_f"], to=TensorProto.FLOAT, name="cast_in"),
         helper.make_node("Transpose", ["x_f"], ["x_nchw"], perm=[0, 3, 1, 2], name="to_nchw"),
+    ]
+    if transpose_first:
+        head = [
+            helper.make_node("Transpose", [INPUT_NAME], ["x_u8"], perm=[0, 3, 1, 2], name="to_nchw"),
+            helper.make_node("Cast", ["x_u8"], ["x_nchw"], to=TensorProto.FLOAT, name="cast_in"),
+        ]
+    nodes = head + [
         helper.make_node("Mul", ["x_nchw", "scale"], ["x01"], name="scale_01"),
         helper.make_node("Cast", ["x01"], ["x_c"], to=onnx_conv, name="cast_conv"),
         helper.make_node("Conv", ["x_c", "w_teacher", "b_teacher"], ["t_pre"], strides=[4, 4],
@@ -109,3 +120,31 @@ def ort_reference(path: Path, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def random_tiles(n: int, tile_size: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, tile_size, tile_size, 3), dtype=np.uint8)
+
+
+def tiny_verification(path: Path, n: int = 12, tile_size: int = 32, seed: int = 7):
+    """A verification set for a tiny (or stand-in) graph: its own ONNX Runtime CPU scores as the reference,
+    like PyTorch fp32's for a real export."""
+    from fwrd.export.gate import VerificationSet
+    from fwrd.runtime.model_file import file_sha256
+
+    tiles = random_tiles(n, tile_size, seed)
+    return VerificationSet(tiles, ort_reference(path, tiles)[0].astype(np.float64), None, file_sha256(path))
+
+
+def write_tiny_int8(path: Path, target: str, tile_size: int = 32) -> Path:
+    """The tiny graph quantised by fwrd's own int8 path for `target` ("cpu" or "tensorrt"), with fwrd's
+    int8 metadata."""
+    from fwrd.config import META_TARGET
+    from fwrd.export.quantize import quantize_int8
+
+    path = Path(path)
+    fp32 = write_tiny_model(path.with_name(path.stem + ".fp32.onnx"), tile_size, "fp32")
+    quantize_int8(fp32, path, random_tiles(16, tile_size, seed=11), target=target)
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+    props.update({META_PRECISION: "int8", META_TARGET: target})
+    del model.metadata_props[:]
+    helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    return path

@@ -27,6 +27,7 @@ class Backend(abc.ABC):
         self.config = config
         self.metadata = metadata
         self.precision = precision
+        self.notes: list[str] = []  # one-line warnings for the user (fwrd-run prints them to stderr)
 
     @property
     def tile_size(self) -> int:

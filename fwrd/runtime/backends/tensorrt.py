@@ -1,11 +1,16 @@
 """TensorRT backend: a serialised engine (`rd.plan`) run torch-free with two batches in flight.
 
-A plan only runs on the TensorRT version and GPU architecture that built it, so `fwrd-export --engine`
-writes `rd.plan.json` beside it (TensorRT version, GPU name and compute capability, ONNX and plan
-sha256, batch range, precision, fwrd config). `from_plan` reads that manifest and refuses a plan built
-elsewhere, for a batch size outside its range, or modified since, before deserialising anything
-(never deserialise a plan you cannot vouch for). `plan_matches_device` lets the runtime decide
-between rebuilding and refusing.
+A plan only runs on the TensorRT version and GPU compute capability that built it (what TensorRT's own
+deserialiser checks), so `fwrd-export --engine` writes `rd.plan.json` beside it (TensorRT version, GPU
+name and compute capability, ONNX and plan sha256, batch range, precision, the engine's accuracy gate,
+fwrd config). `from_plan` reads that manifest and refuses a plan built by another TensorRT or for another
+compute capability, for a batch size outside its range, or modified since, before deserialising anything
+(never deserialise a plan you cannot vouch for); a plan from another GPU model of the same compute
+capability loads with a note in `backend.notes`, as TensorRT itself only warns then.
+`plan_matches_device` lets the runtime decide between rebuilding and refusing.
+
+TensorRT keeps one logger per process while any builder or runtime lives (a second one passed to
+`trt.Builder`/`trt.Runtime` is ignored), so every builder and runtime here shares `process_logger(trt)`.
 
 Execution uses only the TensorRT 10/11 API (`num_io_tensors`, `get_tensor_name`, `get_tensor_mode`,
 `set_input_shape`, `set_tensor_address`, `execute_async_v3`) and cuda-python. Two slots, each with
@@ -69,29 +74,60 @@ def load_tensorrt() -> ModuleType:
     return trt
 
 
-def make_logger(trt: ModuleType, sink: Callable[[str], Any] | None = None) -> Any:
-    """A TensorRT logger that keeps error messages (for exceptions) and passes warnings to `sink`.
+_PROCESS_LOGGERS: dict[int, Any] = {}  # id(tensorrt module) -> its logger; one module per process in use
 
-    TensorRT keeps a pointer to it: hold a reference for as long as the builder/runtime lives.
+
+def process_logger(trt: ModuleType) -> Any:
+    """The one TensorRT logger of this process: keeps error messages and passes warnings to the sink
+    routed in with `logger.routed(sink)`.
+
+    TensorRT keeps a single logger pointer while any builder, runtime or refitter lives and ignores a
+    different one passed later ("The logger passed into createInferRuntime differs from one already
+    provided ..."), so a second logger would never see the errors it is asked about.
     """
+    logger = _PROCESS_LOGGERS.get(id(trt))
+    if logger is None or logger.trt is not trt:
+        logger = _make_logger(trt)
+        _PROCESS_LOGGERS[id(trt)] = logger
+    return logger
+
+
+def _make_logger(trt: ModuleType) -> Any:
     severity = trt.ILogger.Severity
 
     class _Logger(trt.ILogger):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+            self.trt = trt
+            self.errors: deque[tuple[int, str]] = deque(maxlen=100)
+            self.count = 0  # messages seen so far: `mark()` for "errors since"
+            self._sinks: list[Callable[[str], Any]] = []
 
         def log(self, level: Any, msg: str) -> None:
+            self.count += 1
             if int(level) <= int(severity.ERROR):
-                self.errors.append(" ".join(str(msg).split()))
-            if sink is not None and int(level) <= int(severity.WARNING):
+                self.errors.append((self.count, " ".join(str(msg).split())))
+            if self._sinks and int(level) <= int(severity.WARNING):
                 try:
-                    sink(f"TensorRT {getattr(level, 'name', level)}: {msg}".rstrip())
+                    self._sinks[-1](f"TensorRT {getattr(level, 'name', level)}: {msg}".rstrip())
                 except Exception:  # never let a print failure unwind into TensorRT's C++ frames
                     pass
 
-        def last_error(self, default: str) -> str:
-            return self.errors[-1] if self.errors else default
+        def mark(self) -> int:
+            return self.count
+
+        def last_error(self, default: str, since: int = 0) -> str:
+            recent = [text for n, text in self.errors if n > since]
+            return recent[-1] if recent else default
+
+        @contextlib.contextmanager
+        def routed(self, sink: Callable[[str], Any]) -> Iterator[None]:
+            """Send warnings and errors to `sink` while the block runs."""
+            self._sinks.append(sink)
+            try:
+                yield
+            finally:
+                self._sinks.remove(sink)
 
     return _Logger()
 
@@ -120,18 +156,21 @@ def read_manifest(plan_path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def _mismatch(manifest: dict[str, Any], trt_version: str, gpu: dict[str, Any]) -> str:
-    """Empty when the plan was built by this TensorRT on this kind of GPU, else why not."""
+def _mismatch(manifest: dict[str, Any], trt_version: str, gpu: dict[str, Any]) -> tuple[str, str]:
+    """(reason, note): a reason when this TensorRT or this GPU's compute capability cannot run the plan;
+    else a note when only the GPU model differs (TensorRT loads such a plan and warns)."""
     built_gpu = manifest.get("gpu") or {}
     built = f"{built_gpu.get('name', '?')} (compute capability {built_gpu.get('compute_capability', '?')})"
     here = f"{gpu['name']} (compute capability {gpu['compute_capability']})"
-    same_gpu = (built_gpu.get("name"), built_gpu.get("compute_capability")) == (
-        gpu["name"], gpu["compute_capability"])
+    same_cc = built_gpu.get("compute_capability") == gpu["compute_capability"]
     same_trt = manifest.get("tensorrt_version") == trt_version
-    if same_gpu and same_trt:
-        return ""
-    return (f"plan built for {built} with TensorRT {manifest.get('tensorrt_version', '?')}; "
-            f"this machine has {here} with TensorRT {trt_version}")
+    if not (same_cc and same_trt):
+        return (f"plan built for {built} with TensorRT {manifest.get('tensorrt_version', '?')}; "
+                f"this machine has {here} with TensorRT {trt_version}"), ""
+    if built_gpu.get("name") != gpu["name"]:
+        return "", (f"plan built on {built}, running on {here}: same compute capability, so TensorRT loads it, "
+                    f"but its tactics were timed on the other GPU ({REBUILD_HINT} for full speed)")
+    return "", ""
 
 
 def plan_matches_device(manifest: dict[str, Any]) -> tuple[bool, str]:
@@ -145,7 +184,7 @@ def plan_matches_device(manifest: dict[str, Any]) -> tuple[bool, str]:
         gpu = device_properties()
     except DependencyMissing as exc:
         return False, str(exc)
-    reason = _mismatch(manifest, str(trt.__version__), gpu)
+    reason, _ = _mismatch(manifest, str(trt.__version__), gpu)
     return not reason, reason
 
 
@@ -293,11 +332,15 @@ class TensorRTBackend(Backend):
         self._min_batch, _ = _batch_range(manifest)
         self._slots: list[_Slot] = []
         self._streaming = False  # a run_batches generator holds the slots
-        self._logger = make_logger(trt)  # TensorRT keeps a pointer to it
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(plan)
+        self._logger = process_logger(trt)
+        mark = self._logger.mark()
+        warnings: list[str] = []
+        with self._logger.routed(warnings.append):
+            self._runtime = trt.Runtime(self._logger)
+            self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            raise ModelError(f"TensorRT could not load the plan: {self._logger.last_error('unknown error')}")
+            raise ModelError(f"TensorRT could not load the plan: {self._logger.last_error('unknown error', mark)}")
+        self.notes.extend(w for w in warnings if "WARNING" in w)
         try:
             self._check_engine(trt)
             self._slots = [_Slot(self._engine, self.batch_size, config.tile_size, self._min_batch)
@@ -323,14 +366,17 @@ class TensorRTBackend(Backend):
                              f"use --batch-size {high} or rebuild with --max-batch {batch_size}")
         trt = load_tensorrt()
         gpu = device_properties()
-        reason = _mismatch(manifest, str(trt.__version__), gpu)
+        reason, note = _mismatch(manifest, str(trt.__version__), gpu)
         if reason:
             raise ModelError(f"{path.name}: {reason}: {REBUILD_HINT}")
         plan = path.read_bytes()
         if hashlib.sha256(plan).hexdigest() != manifest["plan_sha256"]:
             raise ModelError(f"{path.name} does not match the sha256 in its manifest (changed since it was "
                              f"built): {REBUILD_HINT}")
-        return cls(trt, plan, manifest, config, batch_size, gpu)
+        backend = cls(trt, plan, manifest, config, batch_size, gpu)
+        if note:
+            backend.notes.append(f"{path.name}: {note}")
+        return backend
 
     def _check_engine(self, trt: ModuleType) -> None:
         """The engine must have exactly fwrd's I/O; its profile must cover our batch size."""

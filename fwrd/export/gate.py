@@ -1,0 +1,160 @@
+"""Accuracy gates, torch-free: one graph's (or engine's) scores against PyTorch fp32 on the verification tiles.
+
+The ONNX export gate (`fwrd.export.verify`, ONNX Runtime on CPU) and the engine gate
+(`fwrd.export.tensorrt_build`, the TensorRT engine on the GPU) measure with the same function and the same
+bounds, on the same tiles: the export keeps them beside the graph (`rd.onnx.verify.npz`) so that an
+engine built later, on another machine without torch, is checked against the PyTorch reference too.
+
+    report = compare_scores("fp16", reference, {1: scores_b1, 64: scores_b64}, is_tumor, runner="tensorrt")
+    enforce(report)   # ExportGateFailed unless it passed
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from fwrd.errors import ExportGateFailed, ModelError
+from fwrd.evaluation.roc import roc_auc
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Bounds an export must meet against PyTorch fp32 on the verification tiles."""
+
+    max_abs_delta: float  # on the 0..3 patch-score scale
+    max_rel_delta: float
+    min_spearman: float
+    max_auroc_change: float
+
+
+_HALF = Gate(max_abs_delta=0.01, max_rel_delta=0.005, min_spearman=0.999, max_auroc_change=0.005)
+GATES = {
+    "fp32": Gate(max_abs_delta=float("inf"), max_rel_delta=1e-4, min_spearman=0.9999, max_auroc_change=1e-6),
+    "fp16": _HALF,
+    "tf32": _HALF,  # an fp32 engine built with --tf32: inner products on 10-bit mantissas, like fp16's
+    "int8": Gate(max_abs_delta=0.15, max_rel_delta=0.10, min_spearman=0.95, max_auroc_change=0.02),
+}
+
+
+@dataclass
+class VerifyReport:
+    precision: str  # the gate applied: fp32 | fp16 | tf32 | int8
+    tiles: int
+    max_abs_delta: float
+    max_rel_delta: float
+    spearman: float
+    auroc_reference: float | None
+    auroc_exported: float | None
+    batches: tuple[int, ...]
+    passed: bool
+    failures: list[str]
+    runner: str = "onnxruntime-cpu"  # what produced the scores: onnxruntime-cpu | tensorrt
+
+    def to_dict(self) -> dict:
+        """JSON-ready (lists, not tuples), so a manifest read back equals the one returned."""
+        data = asdict(self)
+        data["batches"] = list(self.batches)
+        return data
+
+    def summary(self) -> str:
+        auroc = ""
+        if self.auroc_reference is not None:
+            auroc = f", patch AUROC {self.auroc_reference:.4f} -> {self.auroc_exported:.4f}"
+        return (
+            f"{self.precision} ({self.runner}) vs PyTorch fp32 on {self.tiles} tiles "
+            f"(batches {', '.join(map(str, self.batches))}): "
+            f"max |delta score| {self.max_abs_delta:.3g} (relative {self.max_rel_delta:.3g}), "
+            f"Spearman {self.spearman:.5f}{auroc}"
+        )
+
+
+def compare_scores(
+    precision: str,
+    reference: np.ndarray,
+    scores_by_batch: dict[int, np.ndarray],
+    is_tumor: np.ndarray | None,  # labels of the first len(is_tumor) tiles (tumor = True)
+    runner: str = "onnxruntime-cpu",
+) -> VerifyReport:
+    """Worst case over the batch sizes of |delta|, relative delta and Spearman, plus the patch AUROC change."""
+    gate = GATES[precision]
+    reference = np.asarray(reference, np.float64)
+    worst_abs, worst_rel, worst_rho, exported = 0.0, 0.0, 1.0, reference
+    for scores in scores_by_batch.values():
+        scores = np.asarray(scores, np.float64)
+        if scores.shape != reference.shape or not np.all(np.isfinite(scores)):
+            worst_abs = worst_rel = float("inf")
+            worst_rho = min(worst_rho, -1.0)
+            exported = np.nan_to_num(scores, nan=0.0) if scores.shape == reference.shape else reference
+            continue
+        delta = np.abs(scores - reference)
+        worst_abs = max(worst_abs, float(delta.max(initial=0.0)))
+        worst_rel = max(worst_rel, float((delta / np.maximum(np.abs(reference), 1e-6)).max(initial=0.0)))
+        rho = float(spearmanr(scores, reference).statistic) if len(reference) > 2 else 1.0
+        worst_rho = min(worst_rho, rho)
+        exported = scores
+    auroc_ref = auroc_exp = None
+    if is_tumor is not None and 0 < int(is_tumor.sum()) < len(is_tumor):
+        n = len(is_tumor)  # the labelled tiles come first
+        auroc_ref, auroc_exp = roc_auc(is_tumor, reference[:n]), roc_auc(is_tumor, exported[:n])
+    failures = []
+    if worst_abs > gate.max_abs_delta or worst_rel > gate.max_rel_delta:
+        failures.append(
+            f"max |delta score| {worst_abs:.3g} (relative {worst_rel:.3g}) exceeds "
+            f"the bound ({gate.max_abs_delta:g} absolute, {gate.max_rel_delta:g} relative)"
+        )
+    if worst_rho < gate.min_spearman:
+        failures.append(f"Spearman {worst_rho:.5f} < {gate.min_spearman}")
+    if auroc_ref is not None and abs(auroc_exp - auroc_ref) > gate.max_auroc_change:
+        failures.append(f"patch AUROC changed by {abs(auroc_exp - auroc_ref):.4f} > {gate.max_auroc_change}")
+    return VerifyReport(precision, len(reference), worst_abs, worst_rel, worst_rho, auroc_ref, auroc_exp,
+                        tuple(scores_by_batch), not failures, failures, runner)
+
+
+def enforce(report: VerifyReport, what: str = "export") -> None:
+    if not report.passed:
+        raise ExportGateFailed(f"{report.precision} {what} failed its accuracy gate: {'; '.join(report.failures)}")
+
+
+@dataclass
+class VerificationSet:
+    """The tiles an export was checked on, PyTorch fp32's scores for them, and the labels of the first ones."""
+
+    tiles: np.ndarray  # uint8 [N, T, T, 3]
+    reference: np.ndarray  # float64 [N]
+    is_tumor: np.ndarray | None = None  # bool [n <= N]
+    onnx_sha256: str = ""  # the graph these were checked against
+    extra: dict = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        from fwrd.atomic import atomic_open
+
+        labels = self.is_tumor if self.is_tumor is not None else np.zeros(0, bool)
+        with atomic_open(Path(path), "wb") as f:
+            np.savez_compressed(f, tiles=self.tiles, reference=self.reference, is_tumor=labels,
+                                onnx_sha256=np.array(self.onnx_sha256))
+
+    @classmethod
+    def load(cls, path: Path, onnx_sha256: str | None = None) -> "VerificationSet":
+        """Read `path`; with `onnx_sha256`, refuse a set made for another graph."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                tiles, reference = data["tiles"], data["reference"].astype(np.float64)
+                labels, sha = data["is_tumor"].astype(bool), str(data["onnx_sha256"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"{path.name} is not an fwrd verification set ({exc})") from None
+        if tiles.dtype != np.uint8 or tiles.ndim != 4 or len(tiles) != len(reference) or len(labels) > len(tiles):
+            raise ModelError(f"{path.name} is not an fwrd verification set (inconsistent arrays)")
+        if onnx_sha256 is not None and sha != onnx_sha256:
+            raise ModelError(f"{path.name} was made for another graph (sha256 differs): export the graph again")
+        return cls(tiles, reference, labels if len(labels) else None, sha)
+
+
+def verification_path(onnx_path: Path) -> Path:
+    """`rd.onnx` -> `rd.onnx.verify.npz`."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.name + ".verify.npz")
