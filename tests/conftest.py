@@ -36,4 +36,6 @@ def standin_model(tmp_path_factory):
 
 
 # --- a trained model and its exports (tests/model_fixtures.py) --------------------------------------
-from model_fixtures import demo_patches, exported_fp16, exported_fp32, exported_int8, trained  # noqa: E402,F401
+from model_fixtures import (  # noqa: E402,F401
+    demo_patches, exported_fp16, exported_fp32, exported_int8, exported_int8_trt, trained,
+)

@@ -43,12 +43,14 @@ def _history(path):
     return [EpochRecord(**json.loads(line)) for line in path.read_text().splitlines()]
 
 
-def _export(trained, tmp_path_factory, precision):
+def _export(trained, tmp_path_factory, precision, target=None):
     from fwrd.export.pipeline import ExportSettings, export_model
 
-    out = tmp_path_factory.mktemp(f"export_{precision}") / f"rd_{precision}.onnx"
+    name = f"{precision}_{target}" if target else precision
+    out = tmp_path_factory.mktemp(f"export_{name}") / f"rd_{name}.onnx"
     lines = []
-    result = export_model(ExportSettings(checkpoint=trained[0], output=out, precision=precision), log=lines.append)
+    settings = ExportSettings(checkpoint=trained[0], output=out, precision=precision, target=target)
+    result = export_model(settings, log=lines.append)
     return result, lines
 
 
@@ -65,3 +67,9 @@ def exported_fp16(trained, tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_int8(trained, tmp_path_factory):
     return _export(trained, tmp_path_factory, "int8")
+
+
+@pytest.fixture(scope="session")
+def exported_int8_trt(trained, tmp_path_factory):
+    """int8 in the form TensorRT fuses (`--precision int8 --target tensorrt`)."""
+    return _export(trained, tmp_path_factory, "int8", "tensorrt")

@@ -111,12 +111,40 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
     assert not (tmp_path / "rd.onnx").exists()
 
 
-def test_engine_without_tensorrt_is_one_clear_line(trained, tmp_path):
-    result = CliRunner().invoke(export_cmd, [str(trained[0]), "-o", str(tmp_path / "rd.onnx"), "--precision", "fp32",
-                                             "--engine", str(tmp_path / "rd.plan")])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_engine_without_tensorrt_is_one_clear_line_before_exporting(trained, tmp_path, precision):
+    result = CliRunner().invoke(export_cmd, [str(trained[0]), "-o", str(tmp_path / "rd.onnx"), "--precision",
+                                             precision, "--engine", str(tmp_path / "rd.plan")])
     assert result.exit_code != 0
     assert "pip install" in result.output and "fwrd[gpu]" in result.output
-    assert not (tmp_path / "rd.plan").exists()
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # failed before the (long) export
+
+
+def test_engine_from_an_onnx_without_tensorrt_or_verification_set(tmp_path, monkeypatch):
+    from fakes import install
+    from fakes.tiny_model import write_tiny_model
+
+    graph = write_tiny_model(tmp_path / "rd.onnx")
+    result = CliRunner().invoke(export_cmd, [str(graph), "--engine", str(tmp_path / "rd.plan")])
+    assert result.exit_code != 0 and "fwrd[gpu]" in result.output and len(result.output.strip().splitlines()) == 1
+    install(monkeypatch, "11.4.0")  # TensorRT here, but no rd.onnx.verify.npz: the engine could not be gated
+    result = CliRunner().invoke(export_cmd, [str(graph), "--engine", str(tmp_path / "rd.plan")])
+    assert result.exit_code != 0 and "rd.onnx has no verification set rd.onnx.verify.npz" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rd.onnx"]
+
+
+def test_int8_cpu_graph_cannot_be_an_engine(tmp_path):
+    result = CliRunner().invoke(export_cmd, [str(tmp_path / "model.pt"), "--precision", "int8", "--target", "cpu",
+                                             "--engine", str(tmp_path / "rd.plan")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.strip() == ("Error: the int8 CPU graph (uint8 activations) cannot become a TensorRT engine: "
+                                     "use --target tensorrt, the default with --engine")
+    settings = ExportSettings(checkpoint=tmp_path / "m.pt", output=tmp_path / "rd.onnx", precision="int8",
+                              engine=tmp_path / "rd.plan")
+    assert settings.target == "tensorrt" and settings.for_tensorrt
+    settings = ExportSettings(checkpoint=tmp_path / "m.pt", output=tmp_path / "rd.onnx", precision="int8")
+    assert settings.target == "cpu" and not settings.for_tensorrt
 
 
 def test_export_settings_reject_bad_batch_range(tmp_path):

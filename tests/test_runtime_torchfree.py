@@ -42,3 +42,30 @@ def test_every_runtime_and_slide_module_imports_without_torch():
         print(len(names))
     """)
     assert done.returncode == 0, done.stderr
+
+
+# torch not installed at all (scipy.stats trips over a `None` in sys.modules, an uninstalled torch it handles)
+NO_TORCH = """
+import importlib.abc, sys
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"No module named {name!r}")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_engine_builder_and_its_gate_import_without_torch(tmp_path):
+    """`fwrd-export rd.onnx --engine rd.plan` runs on a GPU box that has TensorRT but no torch."""
+    code = textwrap.dedent(f"""
+        import fwrd.export.tensorrt_build, fwrd.export.gate, fwrd.export.tensorrt_rules, fwrd.export.pipeline
+        from fwrd.cli.export import main
+        try:
+            main([{str(tmp_path / "rd.onnx")!r}, "--engine", {str(tmp_path / "rd.plan")!r}])
+        except SystemExit as exit:
+            assert exit.code, "no TensorRT here: must fail"
+        assert "torch" not in sys.modules
+    """)
+    done = subprocess.run([sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Error: " in done.stderr

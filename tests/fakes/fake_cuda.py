@@ -211,7 +211,9 @@ def make_cudart(gpu: FakeGPU) -> types.ModuleType:
         if not gpu.present:
             return nodrv, None
         if int(size) <= 0:
-            return cudaError_t.cudaErrorInvalidValue, 0
+            return cudaError_t.cudaErrorInvalidValue, None
+        if int(size) > cudaDeviceProp.totalGlobalMem:  # more than the card (or any host) has
+            return cudaError_t.cudaErrorMemoryAllocation, None
         return ok, gpu.allocate(kind, int(size))
 
     def _free(kind: str, ptr: int) -> tuple:
