@@ -196,11 +196,14 @@ def test_cli_smoke_run(standin_model, synthetic_tif, tmp_path):
 
 def test_compares_backends_in_one_run(standin_model, tmp_path, monkeypatch):
     """An ONNX model and a TensorRT plan (fake TensorRT) side by side; what cannot run is skipped."""
+    from fakes.tiny_model import tiny_verification
+
     from fwrd.export.tensorrt_build import build_engine
 
     install(monkeypatch, "11.4.0")
     plan = tmp_path / "rd.plan"
-    build_engine(standin_model, plan, min_batch=1, opt_batch=8, max_batch=8, precision="fp32", log=lambda _: None)
+    build_engine(standin_model, plan, verification=tiny_verification(standin_model, tile_size=64), min_batch=1,
+                 opt_batch=8, max_batch=8, precision="fp32", log=lambda _: None)
     settings = BenchSettings(models=(standin_model, plan), size=512, batch_sizes=(8, 16), workers=(2,),
                              backends=("auto", "tensorrt", "ort-cuda"), stages=("inference", "end-to-end"),
                              seconds=0.03, repeats=1, threads=1)
