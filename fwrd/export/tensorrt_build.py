@@ -11,8 +11,8 @@ and the only kind in 11, where it is bit 0 rather than 1: the mask is `1 << int(
 own types decide: the fp16 graph gives an fp16 engine, the int8 TensorRT graph (explicit Q/DQ) an int8
 one. The one exception is an fp16 engine from the fp32 graph on TensorRT 10: a weakly typed network with
 `BuilderFlag.FP16` and fp32 constraints on the norm/cosine/resize/mean layers, which overflow or lose
-their epsilon in fp16. TF32 is on by default in TensorRT and moves an fp32 engine's scores by ~1e-3
-relative, so fp32 engines are built with it off unless asked for (`tf32=True`, then gated as "tf32").
+their epsilon in fp16. TF32 is on by default in TensorRT and rounds convolution inputs to 10-bit
+mantissas, so fp32 engines are built with it off unless asked for (`tf32=True`, then gated as "tf32").
 `EXPLICIT_BATCH` is never used (deprecated in 10, gone in 11).
 
     manifest = build_engine("rd.onnx", "rd.plan", verification=VerificationSet.load("rd.onnx.verify.npz"),
@@ -426,7 +426,7 @@ def _build(trt: Any, logger: Any, onnx_path: Path, mode: str, precision: str, tf
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     tf32_flag = getattr(trt.BuilderFlag, "TF32", None)
     if tf32_flag is not None and precision == "fp32" and not tf32:
-        config.clear_flag(tf32_flag)  # on by default: ~1e-3 relative on fp32 convolutions
+        config.clear_flag(tf32_flag)  # on by default: 10-bit mantissa inputs to fp32 convolutions
     tf32_on = tf32_flag is not None and bool(config.get_flag(tf32_flag))
     pinned: list[str] = []
     if mode == MODE_FP16_FLAG:

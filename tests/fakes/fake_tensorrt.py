@@ -15,8 +15,8 @@ v10.0.0, v10.8.0, v10.13.3, v11.0, v11.1; onnx-tensorrt `ModelImporter.cpp`, `on
   `platform_has_fast_fp16`, `device_memory_size`, `supports_model`.
 - `BuilderFlag.TF32` is on in a fresh builder config ("Enabled by default", NvInfer.h v10.8.0 l.8772,
   v11.1 l.9976). The fake engine models TF32 (and `BuilderFlag.FP16` on a weakly typed network) by
-  rounding the inputs and weights of float convolutions to 10 mantissa bits (through fp16), so an "fp32"
-  engine built with TF32 on misses a 1e-4 gate as a real one would.
+  rounding the inputs and weights of float convolutions to 10 mantissa bits (through fp16, so fp16's
+  narrower exponent too: a pessimistic model), so an "fp32" engine built with TF32 on can miss a 1e-4 gate.
 - `execute_async_v3(stream_handle)` takes a `size_t` (pyCore.cpp v10.8.0 l.112: `bool
   execute_async_v3(IExecutionContext& self, size_t streamHandle)`): pybind11 accepts an int or an
   object with `__index__`/`__int__`, refuses a float; the value is taken as the `cudaStream_t`.
