@@ -11,11 +11,10 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from fwrd.atomic import atomic_open, write_json
-from fwrd.runtime.outputs.colormap import LUT, apply_colormap, lut_index, score_range
+from fwrd.runtime.outputs.colormap import LUT, apply_colormap, lut_index
 from fwrd.runtime.outputs.detections import default_radius, nms, write_detections
 from fwrd.runtime.outputs.geojson import region_polygons, ring_area, trace_rings, tumor_features, write_geojson
 from fwrd.runtime.outputs.heatmap import CellGeometry, ScoreGrid
-from fwrd.runtime.outputs.overlay import blend_heatmap, save_overlay
 from fwrd.runtime.outputs.summary import slide_score
 from fwrd.runtime.outputs.tiles import TileJournal, read_journal, write_tiles_csv
 
@@ -80,23 +79,6 @@ def test_colormap():
     assert list(lut_index(np.array([-5.0, 0.0, 0.5, 1.0, 9.0]), 0.0, 1.0)) == [0, 0, 128, 255, 255]
     rgb = apply_colormap(np.array([[0.0, np.nan]]), 0.0, 1.0)
     assert tuple(rgb[0, 0]) == (68, 1, 84) and tuple(rgb[0, 1]) == (255, 255, 255)
-    assert score_range(np.array([0.2, 0.4, np.nan]), threshold=2.0) == (0.2, 2.0)
-    assert score_range(np.array([np.nan]), threshold=0.5) == (0.0, 1.0)
-
-
-def test_overlay_paints_each_cell_over_its_square(tmp_path):
-    geometry = CellGeometry(width=400, height=200, stride=100, tile=100)
-    values = np.full((2, 4), np.nan, np.float32)
-    values[1, 2] = 1.0
-    thumb = np.full((20, 40, 3), 200, np.uint8)  # 10 level-0 px per thumbnail px
-    out = blend_heatmap(thumb, values, geometry, 0.0, 1.0)
-    changed = np.any(out != 200, axis=2)
-    expected = np.zeros((20, 40), bool)
-    expected[10:20, 20:30] = True
-    np.testing.assert_array_equal(changed, expected)
-    save_overlay(tmp_path / "overlay.png", thumb, values, geometry, 0.0, 1.0, 0.5)
-    image = Image.open(tmp_path / "overlay.png")
-    assert image.width > 40 and image.height >= 20  # thumbnail plus colour bar
 
 
 # -- detections ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from fwrd.errors import FwrdError
 @click.option("--tile", "file_tile", default=256, show_default=True, type=int,
               help="The files' own JPEG tile size (a multiple of 16).")
 @click.option("--tumor-scale", default=1.0, show_default=True, type=click.FloatRange(min=0.1, max=4.0),
-              help="Size of the tumor regions (radius ~6%% of the slide side times this). Camelyon16's FROC "
+              help="Size of the tumor regions (radius ~6% of the slide side times this). Camelyon16's FROC "
                    "counts lesions over 275 um (1132 px at 0.243 um/px) and ignores smaller ones as ITCs.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT, replacing files of the same names.")
 def command(

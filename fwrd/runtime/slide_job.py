@@ -33,7 +33,7 @@ from fwrd.errors import FwrdError, ModelError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers
 from fwrd.runtime.infer import StreamTimes, run_stream
-from fwrd.runtime.outputs.colormap import score_range
+from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
 from fwrd.runtime.outputs.heatmap import ScoreGrid
@@ -250,14 +250,15 @@ def _write_outputs(
         raise FwrdError(f"{slide.path}: scored {grid.count} of {plan.grid_total} tiles; outputs not written")
     g = plan.geometry
     scores = grid.scores()
-    lo, hi = score_range(grid.values, threshold)
+    scale = model_scale(threshold)  # one colour scale for every slide of the model
     write_tiles_csv(grid, slide_dir / "tiles.csv")
     grid.save_npy(slide_dir / "heatmap.npy")
-    grid.save_png(slide_dir / "heatmap.png", lo, hi)
-    save_overlay(slide_dir / "overlay.png", thumbnail(slide), grid.values, g, lo, hi, threshold)
+    grid.save_png(slide_dir / "heatmap.png", scale, title=slide.name, mpp=slide.mpp)
+    features = write_geojson(slide_dir / "tumor.geojson", grid.values, g, threshold, slide.mpp)
+    save_overlay(slide_dir / "overlay.png", thumbnail(slide), grid.values, g, scale, title=slide.name,
+                 features=features, mpp=slide.mpp)
     radius = settings.nms_radius or default_radius(g.stride)
     detections = write_detections(slide_dir / "detections.csv", grid.values, g, radius)
-    features = write_geojson(slide_dir / "tumor.geojson", grid.values, g, threshold, slide.mpp)
     tumor_cells = int(np.count_nonzero(scores >= threshold))
     mpp = slide.mpp
     finite = scores[np.isfinite(scores)]

@@ -8,7 +8,8 @@ Where a cell is drawn (overlay, GeoJSON), it stands for the stride x stride squa
 tile's centre, i.e. shifted by (tile - stride) / 2: with stride == tile that is the tile itself.
 
     grid = ScoreGrid(CellGeometry(width, height, stride=256, tile=256))
-    grid.add(coords, scores); grid.save_npy(out / "heatmap.npy"); grid.save_png(out / "heatmap.png", ...)
+    grid.add(coords, scores); grid.save_npy(out / "heatmap.npy")
+    grid.save_png(out / "heatmap.png", model_scale(threshold), title="tumor_001", mpp=0.243)
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from fwrd.atomic import atomic_open, atomic_path
-from fwrd.runtime.outputs.colormap import apply_colormap
+from fwrd.runtime.outputs.colormap import LUT, ScoreScale, apply_colormap
+from fwrd.runtime.outputs.legend import colour_key, draw_scale_bar, fmt, frame
 
 
 @dataclass(frozen=True)
@@ -91,17 +93,37 @@ class ScoreGrid:
         with atomic_open(path, "wb") as handle:
             np.save(handle, self.values)
 
-    def save_png(self, path: str | Path, lo: float, hi: float, min_side: int = 512) -> None:
-        """Colour-mapped grid, NaN transparent, upscaled (nearest) so the long side is >= min_side."""
-        save_heatmap_png(self.values, path, lo, hi, min_side)
+    def save_png(self, path: str | Path, scale: ScoreScale, title: str, mpp: float | None = None) -> None:
+        """heatmap.png: the grid in viridis over the model's fixed scale, with its key (see below)."""
+        save_heatmap_png(self.values, path, scale, title=title, cell_um=None if mpp is None else self.geometry.stride * mpp)
 
 
-def save_heatmap_png(values: np.ndarray, path: str | Path, lo: float, hi: float, min_side: int = 512) -> None:
-    rgb = apply_colormap(values, lo, hi)
-    alpha = np.where(np.isnan(values), 0, 255).astype(np.uint8)
-    image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+def render_heatmap(
+    values: np.ndarray, scale: ScoreScale, *, title: str, cell_um: float | None = None, min_side: int = 512
+) -> Image.Image:
+    """The grid colour-mapped over `scale` (white where nothing was scored), enlarged (nearest) so its
+    long side is >= min_side, with a scale bar when the cell size is known, framed by the title and
+    the key of the scale (the same on every slide of the model)."""
     factor = max(1, min(64, min_side // max(1, max(values.shape))))
+    image = Image.fromarray(apply_colormap(values, scale.lo, scale.hi))
     if factor > 1:
         image = image.resize((values.shape[1] * factor, values.shape[0] * factor), Image.NEAREST)
+    draw_scale_bar(image, None if cell_um is None else cell_um / factor)
+    bar = LUT[np.linspace(0, len(LUT) - 1, 512).round().astype(np.intp)]
+    blank = Image.new("RGB", (22, 14), (255, 255, 255))
+    ImageDraw.Draw(blank).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
+    key = colour_key(scale, bar, "tile score (same scale for every slide of this model)",
+                     [(blank, "not scored (no tissue)")])
+    finite = values[np.isfinite(values)]
+    subtitle = (f"{finite.size} tiles scored, {int(np.count_nonzero(finite >= scale.threshold))} "
+                f">= threshold {fmt(scale.threshold)}; one pixel block per tile")
+    return frame(image, title, subtitle, key)
+
+
+def save_heatmap_png(
+    values: np.ndarray, path: str | Path, scale: ScoreScale, *, title: str, cell_um: float | None = None,
+    min_side: int = 512,
+) -> None:
+    image = render_heatmap(values, scale, title=title, cell_um=cell_um, min_side=min_side)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")

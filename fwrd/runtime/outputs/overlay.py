@@ -1,71 +1,113 @@
-"""overlay.png: the score grid blended over the slide thumbnail, with a labelled colour bar.
+"""overlay.png: the slide with its tumor call drawn on it, for a pathologist to read at a glance.
 
-Each thumbnail pixel looks up the heatmap cell whose square (heatmap.py) contains its level-0 centre,
-so the overlay lines up with the slide whatever the stride; off-tissue cells leave the slide visible.
+Steps: enlarge a small thumbnail (so outlines and text stay legible); give every thumbnail pixel the
+score of the heatmap cell whose square (heatmap.py) holds its level-0 centre; leave pixels below the
+threshold (and off tissue) untouched, so the H&E stays visible, and blend those at or above it with
+colormap.py's yellow -> red ramp, opacity growing with the score; outline tumor.geojson's regions;
+add a micrometre scale bar; frame it with the slide name, the result and the key of the model's
+fixed scale (legend.py), identical on every slide of the model.
 
-    save_overlay(out / "overlay.png", thumb, grid.values, grid.geometry, lo, hi, threshold)
+    save_overlay(out / "overlay.png", thumb, grid.values, grid.geometry, model_scale(threshold),
+                 title="tumor_001", features=features, mpp=slide.mpp)
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from fwrd.atomic import atomic_path
-from fwrd.runtime.outputs.colormap import LUT, lut_index
+from fwrd.runtime.outputs.colormap import TUMOR_LUT, ScoreScale, overlay_colours
 from fwrd.runtime.outputs.heatmap import CellGeometry
+from fwrd.runtime.outputs.legend import colour_key, draw_scale_bar, fmt, frame
+from fwrd.runtime.outputs.summary import slide_score
 
-ALPHA = 0.55
-BAR_MARGIN = 110
+MIN_SIDE = 768  # a thumbnail smaller than this is enlarged (at most 4x) before drawing on it
+OUTLINE = (0, 70, 255)  # tumor region outlines: blue, apart from both the ramp and H&E
+OUTLINE_WIDTH = 2
+TISSUE = (236, 200, 222)  # a typical eosin pink, to show in the key how the colours look on tissue
 
 
-def blend_heatmap(thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, lo: float, hi: float) -> np.ndarray:
-    """uint8 [h, w, 3]: `thumb` (the whole slide, any size) with scored cells painted over it."""
-    h, w = thumb.shape[:2]
-    sx, sy = geometry.width / w, geometry.height / h
-    x0 = (np.arange(w) + 0.5) * sx - geometry.offset
-    y0 = (np.arange(h) + 0.5) * sy - geometry.offset
+def cell_values(shape: tuple[int, int], values: np.ndarray, geometry: CellGeometry) -> np.ndarray:
+    """float [h, w]: the score of the cell under each pixel of a picture of the whole slide (NaN off grid)."""
+    h, w = shape
+    x0 = (np.arange(w) + 0.5) * (geometry.width / w) - geometry.offset
+    y0 = (np.arange(h) + 0.5) * (geometry.height / h) - geometry.offset
     cols = np.floor(x0 / geometry.stride).astype(np.int64)
     rows = np.floor(y0 / geometry.stride).astype(np.int64)
     col_ok = (cols >= 0) & (cols < values.shape[1])
     row_ok = (rows >= 0) & (rows < values.shape[0])
-    cell = values[np.clip(rows, 0, values.shape[0] - 1)][:, np.clip(cols, 0, values.shape[1] - 1)]
-    painted = np.isfinite(cell) & row_ok[:, None] & col_ok[None, :]
-    colour = LUT[lut_index(cell[painted], lo, hi)].astype(np.float32)
-    out = thumb[..., :3].copy()
-    out[painted] = np.round((1 - ALPHA) * out[painted].astype(np.float32) + ALPHA * colour).astype(np.uint8)
+    cell = values[np.clip(rows, 0, values.shape[0] - 1)][:, np.clip(cols, 0, values.shape[1] - 1)].astype(np.float64)
+    cell[~(row_ok[:, None] & col_ok[None, :])] = np.nan
+    return cell
+
+
+def blend_heatmap(thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale) -> np.ndarray:
+    """uint8 [h, w, 3]: `thumb` (the whole slide, any size) with above-threshold cells painted over it;
+    every other pixel is returned unchanged."""
+    out = np.array(thumb[..., :3], copy=True)
+    rgb, alpha = overlay_colours(cell_values(out.shape[:2], values, geometry), scale)
+    painted = alpha > 0
+    a = alpha[painted][:, None]
+    out[painted] = np.round((1 - a) * out[painted].astype(np.float64) + a * rgb[painted]).astype(np.uint8)
     return out
 
 
-def colour_bar(height: int, lo: float, hi: float, threshold: float | None) -> Image.Image:
-    """A vertical bar (high scores on top) with min/max labels and a threshold tick."""
-    image = Image.new("RGB", (BAR_MARGIN, height), (255, 255, 255))
+def draw_outlines(image: Image.Image, features: Sequence[dict[str, Any]], geometry: CellGeometry) -> None:
+    """Every ring (exterior and holes) of the GeoJSON `features` (level-0 coordinates) on `image`."""
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    top, bottom = 20, max(21, height - 20)
-    bar = LUT[np.linspace(len(LUT) - 1, 0, bottom - top).round().astype(np.intp)]
-    image.paste(Image.fromarray(np.repeat(bar[:, None, :], 18, axis=1)), (10, top))
-    draw.rectangle([10, top, 27, bottom - 1], outline=(0, 0, 0))
-    draw.text((32, top - 6), f"{hi:.3g}", fill=(0, 0, 0), font=font)
-    draw.text((32, bottom - 8), f"{lo:.3g}", fill=(0, 0, 0), font=font)
-    draw.text((6, 4), "score", fill=(0, 0, 0), font=font)
-    if threshold is not None and hi > lo:
-        y = int(round(bottom - 1 - (threshold - lo) / (hi - lo) * (bottom - 1 - top)))
-        draw.line([4, y, 32, y], fill=(220, 0, 0), width=2)
-        draw.text((34, y - 6), f"thr {threshold:.3g}", fill=(220, 0, 0), font=font)
-    return image
+    sx, sy = image.width / geometry.width, image.height / geometry.height
+    for feature in features:
+        for ring in feature["geometry"]["coordinates"]:
+            points = [(x * sx, y * sy) for x, y in ring]
+            draw.line(points, fill=OUTLINE, width=OUTLINE_WIDTH, joint="curve")
+
+
+def overlay_key(scale: ScoreScale) -> Image.Image:
+    """The overlay's key: the ramp as it looks on tissue, uncoloured below the threshold."""
+    positions = scale.lo + (scale.hi - scale.lo) * np.linspace(0.0, 1.0, 512)
+    rgb, alpha = overlay_colours(positions, scale)
+    bar = np.round((1 - alpha[:, None]) * np.array(TISSUE) + alpha[:, None] * rgb).astype(np.uint8)
+    tissue = Image.new("RGB", (22, 14), TISSUE)
+    ImageDraw.Draw(tissue).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
+    outline = Image.new("RGB", (22, 14), (255, 255, 255))
+    ImageDraw.Draw(outline).rectangle([1, 1, 20, 12], outline=OUTLINE, width=OUTLINE_WIDTH)
+    return colour_key(scale, bar, "tile score (same scale for every slide of this model)",
+                      [(tissue, "below threshold: H&E as scanned"), (outline, "tumor region (tumor.geojson)")])
+
+
+def result_line(values: np.ndarray, scale: ScoreScale, regions: int) -> str:
+    finite = values[np.isfinite(values)]
+    above = int(np.count_nonzero(finite >= scale.threshold))
+    return (f"slide score {fmt(slide_score(finite, scale.threshold))} | {above} of {finite.size} tiles "
+            f">= threshold {fmt(scale.threshold)} | {regions} tumor region{'s' if regions != 1 else ''}"
+            + (f" | max {fmt(float(finite.max()))}" if finite.size else ""))
+
+
+def render_overlay(
+    thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *, title: str,
+    features: Sequence[dict[str, Any]] = (), mpp: float | None = None,
+) -> Image.Image:
+    picture = Image.fromarray(np.ascontiguousarray(thumb[..., :3]))
+    long_side = max(picture.size)
+    if long_side < MIN_SIDE:
+        factor = min(4, math.ceil(MIN_SIDE / long_side))
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.BILINEAR)
+    picture = Image.fromarray(blend_heatmap(np.asarray(picture), values, geometry, scale))
+    draw_outlines(picture, features, geometry)
+    draw_scale_bar(picture, None if mpp is None else mpp * geometry.width / picture.width)
+    return frame(picture, title, result_line(values, scale, len(features)), overlay_key(scale))
 
 
 def save_overlay(
-    path: str | Path, thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, lo: float, hi: float,
-    threshold: float | None,
+    path: str | Path, thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *,
+    title: str, features: Sequence[dict[str, Any]] = (), mpp: float | None = None,
 ) -> None:
-    blended = Image.fromarray(blend_heatmap(thumb, values, geometry, lo, hi))
-    height = max(blended.height, 160)
-    canvas = Image.new("RGB", (blended.width + BAR_MARGIN, height), (255, 255, 255))
-    canvas.paste(blended, (0, 0))
-    canvas.paste(colour_bar(height, lo, hi, threshold), (blended.width, 0))
+    image = render_overlay(thumb, values, geometry, scale, title=title, features=features, mpp=mpp)
     with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+        image.save(tmp, format="PNG")
