@@ -222,6 +222,52 @@ def test_compares_backends_in_one_run(standin_model, tmp_path, monkeypatch):
     assert "Skipped" in render_text(result) and "## Skipped" in render_markdown(result)
 
 
+def _standin_from(path, checkpoint_sha: str, precision: str):
+    """A stand-in graph whose metadata says which checkpoint it was exported from."""
+    from onnx_standin import build_standin
+
+    from fwrd.config import FORMAT_TAG, META_CHECKPOINT_SHA256, META_CONFIG, META_FORMAT, META_PRECISION
+
+    config = FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35)
+    metadata = {META_FORMAT: FORMAT_TAG, META_CONFIG: config.to_json(), META_PRECISION: precision}
+    if checkpoint_sha:
+        metadata[META_CHECKPOINT_SHA256] = checkpoint_sha
+    return build_standin(path, config, metadata=metadata)
+
+
+def test_warns_when_the_graphs_come_from_different_checkpoints(tmp_path, monkeypatch):
+    fp32 = _standin_from(tmp_path / "rd.onnx", "a" * 64, "fp32")
+    int8_same = _standin_from(tmp_path / "rd_int8.onnx", "a" * 64, "int8")
+    int8_other = _standin_from(tmp_path / "other_int8.onnx", "b" * 64, "int8")
+    unrecorded = _standin_from(tmp_path / "old.onnx", "", "fp32")
+    quick = dict(size=512, batch_sizes=(4,), workers=(1,), stages=("inference",), seconds=0.02, repeats=1, threads=1)
+
+    same = run_benchmark(BenchSettings(models=(fp32, int8_same), **quick))
+    assert same["warnings"] == [] and "WARNING" not in render_text(same)
+    assert [t["checkpoint_sha256"] for t in same["targets"]] == ["a" * 64, "a" * 64]
+
+    lines = []
+    mixed = run_benchmark(BenchSettings(models=(fp32, int8_other), **quick), log=lines.append)
+    (warning,) = mixed["warnings"]
+    assert "2 different checkpoints" in warning and "not like for like" in warning and "bbbbbbbbbbbb" in warning
+    assert f"warning: {warning}" in lines
+    assert f"WARNING: {warning}" in render_text(mixed) and f"WARNING: {warning}" in render_markdown(mixed)
+
+    partial = run_benchmark(BenchSettings(models=(fp32, unrecorded), **quick))
+    assert "old.onnx record(s) no source checkpoint" in partial["warnings"][0]
+
+    # the naive loop's checkpoint is not the one the graphs were exported from
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"another model")
+    monkeypatch.setattr("fwrd.benchmark.harness.naive_unavailable", lambda path: None)
+    monkeypatch.setattr("fwrd.benchmark.harness.load_torch_scorer",
+                        lambda path, threads: _numpy_scorer(FWRDConfig(tile_size=64, mpp=0.243)))
+    naive = run_benchmark(BenchSettings(models=(fp32,), checkpoint=checkpoint, **{
+        **quick, "stages": ("inference", "naive")}))
+    (warning,) = naive["warnings"]
+    assert "the naive loop runs model.pt" in warning and "different models" in warning
+
+
 def _numpy_scorer(config: FWRDConfig) -> TileScorer:
     return TileScorer(config, lambda x: float(x.mean()), "numpy stand-in")
 

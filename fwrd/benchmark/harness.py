@@ -53,6 +53,7 @@ from fwrd.benchmark.targets import (
 from fwrd.config import FWRDConfig
 from fwrd.errors import DependencyMissing, FwrdError, ModelError
 from fwrd.runtime.backends.onnxruntime import physical_cores
+from fwrd.runtime.model_file import file_sha256
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.reader import open_slide
@@ -210,6 +211,28 @@ def common_config(targets: Sequence[Target]) -> FWRDConfig:
     return targets[0].any_backend.config
 
 
+def provenance_warnings(targets: Sequence[Target], checkpoint: Path | None = None) -> list[str]:
+    """Say when the models (or the naive loop's checkpoint) come from different checkpoints: their
+    speeds still compare, but fp32 vs fp16 vs int8 is then not like for like (other weights, maybe
+    another architecture), and the speed-up over the naive loop compares different models."""
+    sources = {t.path: t.checkpoint_sha256 for t in targets}
+    known = {sha for sha in sources.values() if sha}
+    out = []
+    if len(known) > 1:
+        listed = ", ".join(f"{path.name} from {sha[:12] or 'an unrecorded checkpoint'}" for path, sha in sources.items())
+        out.append(f"the models come from {len(known)} different checkpoints ({listed}): the precision and "
+                   "backend comparison is not like for like; export every precision from one model.pt")
+    elif known and not all(sources.values()):
+        unknown = ", ".join(path.name for path, sha in sources.items() if not sha)
+        out.append(f"{unknown} record(s) no source checkpoint: cannot tell whether the comparison is like for like")
+    if checkpoint is not None and known:
+        sha = file_sha256(checkpoint)
+        if sha not in known:
+            out.append(f"the naive loop runs {checkpoint.name} ({sha[:12]}), the models were exported from "
+                       f"{', '.join(s[:12] for s in sorted(known))}: the speed-up compares different models")
+    return out
+
+
 def run_benchmark(settings: BenchSettings, log: Log = _silent) -> dict[str, Any]:
     """Measure everything `settings` asks for and return the result record (see fwrd.benchmark)."""
     stages = set(settings.stages)
@@ -219,6 +242,10 @@ def run_benchmark(settings: BenchSettings, log: Log = _silent) -> dict[str, Any]
         raise FwrdError("nothing to benchmark here: " + "; ".join(f"{s['what']}: {s['reason']}" for s in skipped))
     try:
         config = common_config(targets)
+        naive_checkpoint = settings.checkpoint if "naive" in stages and naive_reason is None else None
+        warnings = provenance_warnings(targets, naive_checkpoint)
+        for line in warnings:
+            log(f"warning: {line}")
         scorer = None
         if "naive" in stages and naive_reason is None:
             log(f"loading {settings.checkpoint} in PyTorch for the naive loop")
@@ -234,6 +261,7 @@ def run_benchmark(settings: BenchSettings, log: Log = _silent) -> dict[str, Any]
         for target in targets:
             target.close()
     result["skipped"] = skipped
+    result["warnings"] = warnings
     result["verdict"] = overall_verdict(result)
     return result
 

@@ -240,6 +240,7 @@ def _header_lines(result: dict[str, Any]) -> list[str]:
         f"{s['tile_size']} px tiles at stride {s['stride']}: {s['tiles']} tissue tiles, reader {s['reader']}",
         f"Each figure: median [min-max] of {cfg['repeats']} repeat(s); decode, inference and the naive loop "
         f"run ~{cfg['seconds']:g} s each, end to end scores the whole slide.",
+        *(f"WARNING: {line}" for line in result.get("warnings") or []),
     ]
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fwrd.config import META_PRECISION
+from fwrd.config import META_CHECKPOINT_SHA256, META_PRECISION
 from fwrd.errors import FwrdError, InputNotFound, ModelError
 from fwrd.runtime.backends import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, open_backend
 from fwrd.runtime.backends.base import Backend
@@ -44,6 +44,7 @@ class Target:
     precision: str
     backends: dict[int, Backend] = field(default_factory=dict)
     skipped: dict[int, str] = field(default_factory=dict)  # batch size -> why it cannot run
+    checkpoint_sha256: str = ""  # of the model.pt it was exported from ("" when the file does not say)
 
     @property
     def any_backend(self) -> Backend:
@@ -62,6 +63,7 @@ class Target:
         return {
             "model": str(self.path),
             "model_sha256": str(getattr(backend, "model_sha256", "")),
+            "checkpoint_sha256": self.checkpoint_sha256,
             "kind": self.kind,
             "backend": backend.name,
             "device": backend.device,
@@ -125,6 +127,22 @@ def model_precision(path: Path) -> str | None:
     return read_onnx_metadata(path).get(META_PRECISION, "fp32")
 
 
+def exported_from(path: Path) -> str:
+    """sha256 of the checkpoint `path` is (a model.pt) or was exported from, as its ONNX metadata (or, for
+    a plan, the metadata of the ONNX graph it was built from) records it; "" when it records none."""
+    if is_checkpoint(path):
+        return file_sha256(path)
+    if is_engine(path):
+        from fwrd.runtime.backends.tensorrt import read_manifest
+
+        metadata = read_manifest(path).get("onnx_metadata") or {}
+    else:
+        from fwrd.runtime.model_file import read_onnx_metadata
+
+        metadata = read_onnx_metadata(path)
+    return str(metadata.get(META_CHECKPOINT_SHA256, "") if isinstance(metadata, dict) else "")
+
+
 def open_one(
     path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = True
 ) -> Backend:
@@ -159,9 +177,10 @@ def open_target(
     if reason:
         raise ModelError(reason)
     sizes = sorted(set(batch_sizes))
+    source = exported_from(path)
     if not is_engine(path) and kind not in TORCH_PRECISIONS:
         session = open_one(path, kind, max(sizes), threads)
-        return Target(path, kind, session.precision, backends={b: session for b in sizes})
+        return Target(path, kind, session.precision, backends={b: session for b in sizes}, checkpoint_sha256=source)
     backends: dict[int, Backend] = {}
     skipped: dict[int, str] = {}
     try:
@@ -176,4 +195,4 @@ def open_target(
         raise
     if not backends:
         raise ModelError("; ".join(f"batch {b}: {why}" for b, why in skipped.items()))
-    return Target(path, kind, next(iter(backends.values())).precision, backends, skipped)
+    return Target(path, kind, next(iter(backends.values())).precision, backends, skipped, source)
