@@ -98,7 +98,8 @@ def test_teacher_weights_from_a_local_file(tmp_path):
     path = tmp_path / "wide_resnet50_2-95faca4d.pth"
     torch.save(state, path)
     teacher = WideResNetTeacher()
-    assert load_teacher_weights(teacher, str(path)) == path.name
+    source = load_teacher_weights(teacher, str(path))
+    assert source.label == path.name and source.file is None  # not torchvision's file: travels inside
     assert torch.equal(teacher.conv1.weight, reference.conv1.weight)
     with pytest.raises(InputNotFound):
         load_teacher_weights(teacher, str(tmp_path / "missing.pth"))
@@ -115,3 +116,106 @@ def test_imagenet_download_failure_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(weights.torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(DependencyMissing, match="--teacher-weights /path/to/wide_resnet50_2-95faca4d.pth"):
         weights.load_teacher_weights(WideResNetTeacher(), "imagenet")
+
+
+# -- the ImageNet teacher is named, not stored -------------------------------------------------------
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """A stand-in for torchvision's weights file: named `<stem>-<first 8 hex of its sha256>.pth` as
+    torch.hub names it, with the hub cache moved under tmp_path. Returns (file, its state dict)."""
+    from fwrd.model import weights
+    from fwrd.model.teacher import WideResNetTeacher
+    from fwrd.runtime.model_file import file_sha256
+
+    torch.manual_seed(5)
+    state = WideResNetTeacher().state_dict()
+    state["fc.weight"] = torch.zeros(10, 2048)
+    raw = tmp_path / "raw.pth"
+    torch.save(state, raw)
+    name = f"wide_resnet50_2-{file_sha256(raw)[:8]}.pth"
+    monkeypatch.setattr(weights, "IMAGENET_FILE", name)
+    monkeypatch.setattr(weights, "IMAGENET_URL", f"https://example.invalid/{name}")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    cache = weights.hub_cache()
+    cache.parent.mkdir(parents=True)
+    raw.rename(cache)
+
+    def download(url, **kwargs):  # torch.hub's download, the file already cached
+        assert url == weights.IMAGENET_URL and kwargs["file_name"] == name
+        return torch.load(cache, weights_only=True)
+
+    monkeypatch.setattr(weights.torch.hub, "load_state_dict_from_url", download)
+    return cache, state
+
+
+def _model_with(source: str) -> ReverseDistillation:
+    from fwrd.model.weights import load_teacher_weights
+
+    torch.manual_seed(6)
+    model = ReverseDistillation("fwrd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_teacher_weights(model.teacher, source)
+    return model
+
+
+def test_imagenet_teacher_is_named_not_stored_and_reloads_from_the_cache(published, tmp_path):
+    cache, state = published
+    model = _model_with("imagenet")
+    config = FWRDConfig(tile_size=64, teacher_weights="imagenet")
+    named = save_checkpoint(tmp_path / "named.pt", model, config, epoch=1)
+    data = torch.load(named, weights_only=True)
+    assert "teacher" not in data and data["teacher_file"]["name"] == cache.name
+    assert len(data["teacher_file"]["sha256"]) == 64 and data["teacher_file"]["url"].endswith(cache.name)
+    stored = sum(v.numel() * v.element_size() for part in (model.bottleneck, model.student)
+                 for v in part.state_dict().values())
+    assert named.stat().st_size < stored + 2_000_000  # the teacher's 100 MB are not in it
+
+    loaded, _ = load_checkpoint(named)
+    assert torch.equal(loaded.teacher.conv1.weight, state["conv1.weight"])
+    for part in ("bottleneck", "student"):
+        ours, theirs = getattr(model, part).state_dict(), getattr(loaded, part).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # saved again (as --resume does), the reloaded model still names its teacher
+    again = torch.load(save_checkpoint(tmp_path / "again.pt", loaded, config), weights_only=True)
+    assert "teacher" not in again and again["teacher_file"] == data["teacher_file"]
+
+
+def test_the_torchvision_file_given_by_path_is_named_too(published, tmp_path):
+    cache, state = published
+    offline = tmp_path / "elsewhere" / cache.name
+    offline.parent.mkdir()
+    cache.rename(offline)  # the user passed --teacher-weights /some/where/<file>, nothing in the cache
+    model = _model_with(str(offline))
+    path = save_checkpoint(tmp_path / "m.pt", model, FWRDConfig(tile_size=64), epoch=1)
+    data = torch.load(path, weights_only=True)
+    assert "teacher" not in data and data["teacher_file"]["seen_at"] == str(offline.resolve())
+    loaded, _ = load_checkpoint(path)  # found where training saw it
+    assert torch.equal(loaded.teacher.conv1.weight, state["conv1.weight"])
+
+
+def test_a_missing_or_different_teacher_file_is_one_clear_line(published, tmp_path):
+    from fwrd.errors import DependencyMissing
+
+    cache, _ = published
+    path = save_checkpoint(tmp_path / "m.pt", _model_with("imagenet"), FWRDConfig(tile_size=64), epoch=1)
+    cache.rename(tmp_path / "moved.pth")
+    with pytest.raises(DependencyMissing) as missing:
+        load_checkpoint(path)
+    message = str(missing.value)
+    assert "\n" not in message and cache.name in message and str(cache) in message and "https://" in message
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, cache)  # another file under the same name
+    with pytest.raises(CheckpointError, match="not the teacher this model was trained with"):
+        load_checkpoint(path)
+
+
+def test_old_checkpoints_that_carry_the_imagenet_teacher_still_load(published, tmp_path):
+    cache, state = published
+    model = _model_with("imagenet")
+    path = tmp_path / "old.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "fwrd_version": "0.1.0", "config": FWRDConfig(tile_size=64).to_dict(),
+                "teacher": model.teacher.state_dict(), "bottleneck": model.bottleneck.state_dict(),
+                "student": model.student.state_dict()}, path)
+    cache.unlink()  # and they need no file
+    loaded, _ = load_checkpoint(path)
+    assert torch.equal(loaded.teacher.conv1.weight, state["conv1.weight"])

@@ -64,12 +64,77 @@ def test_resume_continues_to_more_epochs(tmp_path):
     out = tmp_path / "m.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, text = run([tmp_path / "p", "--out", out, "--epochs", "1", "--teacher-weights", "random", "--batch-size", "8"])
+        code, text = run([tmp_path / "p", "--out", out, "--epochs", "1", "--teacher-weights", "random",
+                          "--batch-size", "8", "--keep-last"])
         assert code == 0, text
+        assert (tmp_path / "m.last.pt").is_file()  # --keep-last
         code, text = run([tmp_path / "p", "--out", out, "--epochs", "2", "--resume", "--batch-size", "8"])
     assert code == 0, text
     history = (tmp_path / "m.history.jsonl").read_text().splitlines()
     assert len(history) == 2 and '"epoch": 2' in history[1]
+    assert sorted(p.name for p in tmp_path.glob("m.*")) == ["m.history.jsonl", "m.pt"]  # last.pt removed
+    assert "kept as model.pt" in text or "stays epoch 1" in text  # the log says which epoch and why
+
+
+class Killed(Exception):
+    """Stands for a kill right after an epoch's checkpoints are written."""
+
+
+def _train(settings, kill_after=None):
+    from fwrd.training.trainer import train
+
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if kill_after is not None and line.startswith(f"epoch {kill_after}/"):
+            raise Killed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            records = train(settings, log=log)
+        except Killed:
+            records = None
+    return records, lines
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_training_equals_an_uninterrupted_run(tmp_path):
+    """The shuffle, BatchNorm re-estimation batches and every RNG continue where they stopped."""
+    import json
+
+    import torch
+
+    from fwrd.model import load_checkpoint
+    from fwrd.training.trainer import TrainSettings
+
+    write_patches(tmp_path / "p", 10, 3, size=32)
+    common = dict(train_dir=tmp_path / "p", epochs=2, batch_size=4, lr=1e-3, teacher_weights="random", seed=3,
+                  progress=False)
+    whole, whole_log = _train(TrainSettings(out=tmp_path / "a" / "m.pt", **common))
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.history.jsonl", "m.pt"]  # one model file
+    assert any("removed m.last.pt" in line for line in whole_log)
+    assert all(set(r.phases) == {"train", "batchnorm", "validation", "saving"} for r in whole)
+    epoch_lines = [line for line in whole_log if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("batchnorm" in line and "saving" in line for line in epoch_lines)
+
+    out = tmp_path / "b" / "m.pt"
+    killed, _ = _train(TrainSettings(out=out, **common), kill_after=1)
+    assert killed is None and (tmp_path / "b" / "m.last.pt").is_file()
+    resumed, _ = _train(TrainSettings(out=out, resume=True, **common))
+    assert [r.epoch for r in resumed] == [2]
+
+    history = [json.loads(line) for line in (tmp_path / "b" / "m.history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for ours, theirs in zip(history, whole):
+        assert ours["loss"] == pytest.approx(theirs.loss, rel=1e-5, abs=1e-7)
+        assert ours["val_accuracy"] == theirs.val_accuracy and ours["best"] == theirs.best
+        assert ours["val_threshold"] == pytest.approx(theirs.val_threshold, rel=1e-4)
+    a, _ = load_checkpoint(tmp_path / "a" / "m.pt")
+    b, _ = load_checkpoint(out)
+    for name, value in a.student.state_dict().items():
+        torch.testing.assert_close(b.student.state_dict()[name], value, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow

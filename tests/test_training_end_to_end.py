@@ -25,9 +25,12 @@ def test_checkpoint_carries_config_and_best_threshold(trained):
     assert config.teacher_weights == "random"
 
 
-def test_history_and_last_checkpoint(trained):
+def test_history_and_a_tidy_disk(trained):
     path, records = trained
     lines = [json.loads(line) for line in sidecar(path, ".history.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [r.epoch for r in records]
-    assert {"loss", "val_auroc", "val_accuracy", "val_threshold", "patches_per_second"} <= set(lines[0])
-    assert sidecar(path, ".last.pt").is_file()
+    assert {"loss", "val_auroc", "val_accuracy", "val_threshold", "patches_per_second", "selection",
+            "phases"} <= set(lines[0])
+    assert set(lines[-1]["phases"]) == {"train", "batchnorm", "validation", "saving"}
+    assert not sidecar(path, ".last.pt").exists()  # a finished run leaves one model-sized file
+    assert sorted(p.name for p in path.parent.glob("model.*")) == ["model.history.jsonl", "model.pt"]

@@ -1,14 +1,17 @@
-"""Checkpoints: one file holds the whole network (teacher included) and its FWRDConfig.
+"""Checkpoints: one file holds the network and its FWRDConfig.
 
-`model.pt` alone is enough to export or score: the teacher's weights travel with it (a random teacher
-could not be rebuilt, ImageNet weights may not be downloadable on the export machine).
+The bottleneck and student always travel inside. The frozen teacher travels inside too unless its
+weights are torchvision's published ImageNet file: then the checkpoint names that file (name, URL,
+sha256; `teacher_file`) and loading takes it from the torch hub cache, checked against the sha256,
+with one line saying where to put it when it is missing (fwrd.model.weights). That saves 100 MB per
+file; a random teacher (which cannot be rebuilt) or a custom one is stored as before, and older
+checkpoints that carry the ImageNet teacher still load.
 Reference FW-RD / RD4AD checkpoints (a dict with `bn` and `decoder` state dicts) import with
 `import_reference`, which needs the teacher's weights from elsewhere.
 """
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,8 @@ from fwrd.atomic import atomic_path
 from fwrd.config import FWRDConfig
 from fwrd.errors import CheckpointError, FwrdError, InputNotFound
 from fwrd.model.network import ReverseDistillation
-from fwrd.model.weights import load_teacher_weights
+from fwrd.model.weights import TeacherFile, load_teacher_weights, named_file, restore_teacher
+from fwrd.runtime.model_file import file_sha256  # noqa: F401  (re-exported: fwrd.export hashes checkpoints)
 
 CHECKPOINT_FORMAT = "fwrd-checkpoint-v1"
 REFERENCE_UNUSED = ("conv4.", "bn4.")  # defined and never used by the reference bottleneck
@@ -29,11 +33,13 @@ REFERENCE_UNUSED = ("conv4.", "bn4.")  # defined and never used by the reference
 def save_checkpoint(path: str | Path, model: ReverseDistillation, config: FWRDConfig, **extra: Any) -> Path:
     """Write atomically (temp file + rename): an interrupted save never leaves a half checkpoint."""
     path = Path(path)
+    named = named_file(model.teacher)
+    teacher = {"teacher_file": named.to_dict()} if named else {"teacher": model.teacher.state_dict()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "fwrd_version": __version__,
         "config": config.to_dict(),
-        "teacher": model.teacher.state_dict(),
+        **teacher,
         "bottleneck": model.bottleneck.state_dict(),
         "student": model.student.state_dict(),
         **extra,
@@ -80,7 +86,11 @@ def model_from_checkpoint(data: dict[str, Any], path: str | Path = "checkpoint")
     except (FwrdError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid configuration in checkpoint ({exc})") from None
     model = ReverseDistillation(config.architecture)
-    for part in ("teacher", "bottleneck", "student"):
+    if "teacher" not in data and "teacher_file" in data:
+        restore_teacher(model.teacher, TeacherFile.from_dict(data["teacher_file"], path), path)
+    else:
+        _load_part(path, model.teacher, data.get("teacher"), "teacher")
+    for part in ("bottleneck", "student"):
         _load_part(path, getattr(model, part), data.get(part), part)
     return model.eval(), config
 
@@ -96,7 +106,7 @@ def import_reference(
     architecture = detect_architecture(bn, path)
     config = (config or FWRDConfig()).replace(architecture=architecture)
     model = ReverseDistillation(architecture)
-    config = config.replace(teacher_weights=load_teacher_weights(model.teacher, teacher_weights))
+    config = config.replace(teacher_weights=load_teacher_weights(model.teacher, teacher_weights).label)
     _load_part(path, model.bottleneck, bn, "bn")
     _load_part(path, model.student, data["decoder"], "decoder")
     return model.eval(), config
@@ -108,14 +118,6 @@ def detect_architecture(bottleneck_state: dict, path: str | Path = "checkpoint")
     if weight is None or weight.ndim != 4:
         raise CheckpointError(f"{path}: bottleneck state lacks bn_layer.0.downsample.0.weight")
     return "fwrd" if weight.shape[-1] == 3 else "rd4ad"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_part(path: str | Path, module: torch.nn.Module, state: Any, name: str) -> None:

@@ -1,21 +1,25 @@
 """The FW-RD trainer: frozen teacher, bottleneck + student trained with the focal-distillation loss.
 
-Each epoch: one pass over the training patches (Adam, betas (0.5, 0.999)), then validation: patch
-scores (mean summed anomaly map, as at inference), patch AUROC and accuracy at the threshold that is best
-on validation. The best epoch by validation accuracy (the paper's rule; AUROC breaks ties) is `model.pt`,
-with that threshold in its config; the last epoch is `<name>.last.pt` (with the optimizer, for
-`--resume`); one JSON line per epoch goes to `<name>.history.jsonl`.
+Each epoch: one pass over the training patches (Adam, betas (0.5, 0.999)), BatchNorm statistics
+re-estimated, then validation: patch scores (mean summed anomaly map, as at inference), patch AUROC
+and accuracy at the threshold that is best on validation. The best epoch (selection.py: validation
+accuracy, the paper's rule; AUROC breaks ties; a full tie keeps the earlier epoch) is `model.pt`, with
+that threshold in its config. The last epoch is `<name>.last.pt`, with the optimizer and every random
+state (rng.py), so `--resume` continues the same run; it is removed when the run finishes unless
+`keep_last`. `<name>.history.jsonl` holds one JSON line per epoch. Every phase shows progress.
 
-    result = train(TrainSettings(train_dir="patches/", out="model.pt", epochs=5))
+    records = train(TrainSettings(train_dir="patches/", out="model.pt", epochs=5))
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
+import random
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fwrd.atomic import remove_stale_temps
+from fwrd.atomic import remove_stale_temps, write_text
 from fwrd.config import FWRDConfig
 from fwrd.errors import CheckpointError, DataError, FwrdError
 from fwrd.evaluation.patches import best_threshold
@@ -44,6 +48,8 @@ from fwrd.training.dataset import (
     stratified_split,
 )
 from fwrd.training.loss import focal_distillation_loss
+from fwrd.training.rng import capture_rng, restore_rng
+from fwrd.training.selection import BestEpoch
 
 
 @dataclass
@@ -64,6 +70,7 @@ class TrainSettings:
     val_fraction: float = 0.2
     workers: int = 0
     progress: bool = True
+    keep_last: bool = False  # keep <name>.last.pt (optimizer and random states) after a finished run
 
     def __post_init__(self) -> None:
         self.train_dir = Path(self.train_dir)
@@ -87,9 +94,11 @@ class EpochRecord:
     val_auroc: float | None
     val_accuracy: float
     val_threshold: float
-    seconds: float
+    seconds: float  # training pass and BatchNorm re-estimation (what patches_per_second counts)
     patches_per_second: float
     best: bool
+    selection: str = ""  # why model.pt is (or stays) the epoch it is
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: train, batchnorm, validation, saving
 
 
 def sidecar(out: Path, suffix: str) -> Path:
@@ -106,9 +115,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
-    """Train and write `model.pt`, `model.last.pt`, `model.history.jsonl`; returns the epoch records."""
+    """Train; write `model.pt` and `model.history.jsonl` (and `model.last.pt` while running, or for
+    good with keep_last); returns this run's epoch records."""
     torch.manual_seed(settings.seed)
-    remove_stale_temps(settings.out.parent, [settings.out.name, sidecar(settings.out, ".last.pt").name])
+    remove_stale_temps(settings.out.parent, [settings.out.name, *(sidecar(settings.out, suffix).name
+                                                                  for suffix in (".last.pt", ".history.jsonl"))])
+    random.seed(settings.seed)
+    np.random.seed(settings.seed)
     train_set, val_set = _datasets(settings)
     device = resolve_device(settings.device)
     log(
@@ -116,63 +129,96 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
         f"{train_set.tile_size} px, validating on {val_set.n_normal} + {val_set.n_tumor}, device {device}"
     )
     state = _initial_state(settings, train_set)
-    model, config, optimizer, start_epoch, best_key, history = (
-        state["model"], state["config"], state["optimizer"], state["epoch"], state["best_key"], state["history"]
+    model, config, optimizer, start_epoch, best, history = (
+        state["model"], state["config"], state["optimizer"], state["epoch"], state["best"], state["history"]
     )
     model.to(device)
     _optimizer_to(optimizer, device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    if state["rng"] is not None:
+        restore_rng(state["rng"], generator)
+    elif start_epoch:
+        generator.manual_seed(settings.seed + start_epoch)
+        log(f"note: {sidecar(settings.out, '.last.pt').name} predates saved random states; from epoch "
+            f"{start_epoch + 1} on the shuffle differs from an uninterrupted run")
     loader = torch.utils.data.DataLoader(
         PatchDataset(train_set),
         batch_size=settings.batch_size,
         shuffle=True,
         num_workers=settings.workers,
         drop_last=False,
-        generator=torch.Generator().manual_seed(settings.seed + start_epoch),
+        generator=generator,
     )
     history_path = sidecar(settings.out, ".history.jsonl")
+    last_path = sidecar(settings.out, ".last.pt")
     records: list[EpochRecord] = []
     for epoch in range(start_epoch + 1, settings.epochs + 1):
-        started = time.perf_counter()
-        loss = _train_epoch(model, loader, optimizer, config, device, epoch, settings)
-        recalibrate_batchnorm(model, loader, config, device)
-        seconds = time.perf_counter() - started
-        scores = score_patches(model, val_set, config, device, settings.batch_size)
+        phases: dict[str, float] = {}
+        with _timed(phases, "train"):
+            loss = _train_epoch(model, loader, optimizer, config, device, epoch, settings)
+        with _timed(phases, "batchnorm"):
+            recalibrate_batchnorm(model, loader, config, device, progress=_bar_label(settings, epoch, "BatchNorm"))
+        with _timed(phases, "validation"):
+            scores = score_patches(model, val_set, config, device, settings.batch_size,
+                                   progress=_bar_label(settings, epoch, "validation"))
         is_tumor = val_set.labels == 0
         threshold, accuracy = best_threshold(is_tumor, scores)
         auroc = roc_auc(is_tumor, scores) if 0 < is_tumor.sum() < len(is_tumor) else None
-        key = (accuracy, -1.0 if auroc is None else auroc)
-        is_best = best_key is None or key > tuple(best_key)
-        record = EpochRecord(
-            epoch, loss, auroc, accuracy, threshold, seconds, len(train_set.files) / seconds, is_best
-        )
+        is_best, why = best.consider(epoch, accuracy, auroc)
+        seconds = phases["train"] + phases["batchnorm"]
+        record = EpochRecord(epoch, loss, auroc, accuracy, threshold, seconds, len(train_set.files) / seconds,
+                             is_best, why, phases)
+        with _timed(phases, "saving"):
+            with tqdm(total=1 + is_best, desc=f"epoch {epoch}: saving", unit="file", leave=False,
+                      disable=not settings.progress) as bar:
+                if is_best:
+                    config = config.replace(threshold=float(threshold))
+                    save_checkpoint(settings.out, model, config, epoch=epoch, metrics=asdict(record))
+                    bar.update()
+                history.append(asdict(record))
+                save_checkpoint(
+                    last_path, model, config, epoch=epoch, optimizer=optimizer.state_dict(),
+                    best_key=list(best.key), best_epoch=best.epoch, history=history, rng=capture_rng(generator),
+                )
+                bar.update()
+        history[-1]["phases"] = record.phases = {k: round(v, 2) for k, v in phases.items()}
+        _write_history(history_path, history)
         records.append(record)
-        history.append(asdict(record))
-        if is_best:
-            best_key = key
-            config = config.replace(threshold=float(threshold))
-            save_checkpoint(settings.out, model, config, epoch=epoch, metrics=asdict(record))
-        save_checkpoint(
-            sidecar(settings.out, ".last.pt"), model, config,
-            epoch=epoch, optimizer=optimizer.state_dict(), best_key=list(best_key), history=history,
-        )
-        _append_line(history_path, asdict(record))
         shown = "n/a" if auroc is None else f"{auroc:.4f}"
+        timing = ", ".join(f"{name} {secs:.0f} s" for name, secs in record.phases.items())
         log(
             f"epoch {epoch}/{settings.epochs}: loss {loss:.4f}, val AUROC {shown}, accuracy "
-            f"{accuracy:.4f} at threshold {threshold:.4f}, "
-            f"{record.patches_per_second:.1f} patches/s{' (best)' if is_best else ''}"
+            f"{accuracy:.4f} at threshold {threshold:.4f}, {record.patches_per_second:.1f} patches/s "
+            f"({timing}); {why}"
         )
+    if records and not settings.keep_last and last_path.exists():
+        last_path.unlink()
+        log(f"removed {last_path.name} (only needed to resume; pass --keep-last to keep it)")
     return records
+
+
+def _bar_label(settings: TrainSettings, epoch: int, phase: str) -> str | None:
+    return f"epoch {epoch}: {phase}" if settings.progress else None
+
+
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = time.perf_counter() - began
 
 
 @torch.no_grad()
 def score_patches(model: ReverseDistillation, patches: PatchSet, config: FWRDConfig, device: torch.device,
-                  batch_size: int = 32) -> np.ndarray:
-    """FW-RD patch scores (higher = more anomalous = tumor) of every patch, in file order."""
+                  batch_size: int = 32, progress: str | None = None) -> np.ndarray:
+    """FW-RD patch scores (higher = more anomalous = tumor) of every patch, in file order; a progress
+    bar labelled `progress` when given."""
     model.eval()
     loader = torch.utils.data.DataLoader(PatchDataset(patches), batch_size=batch_size, shuffle=False)
     scores = []
-    for tiles, _ in loader:
+    for tiles, _ in tqdm(loader, desc=progress, unit="batch", leave=False, disable=progress is None):
         teacher, student = model(normalise_tiles(tiles.to(device), config))
         scores.append(patch_score(teacher, student, config.tile_size).cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)
@@ -180,7 +226,7 @@ def score_patches(model: ReverseDistillation, patches: PatchSet, config: FWRDCon
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: ReverseDistillation, loader, config: FWRDConfig, device: torch.device,
-                          max_batches: int = 16) -> None:
+                          max_batches: int = 16, progress: str | None = None) -> None:
     """Re-estimate the bottleneck's and student's BatchNorm statistics for the final weights.
 
     Running averages (momentum 0.1) lag the weights: after the few hundred steps of a short run they
@@ -195,10 +241,13 @@ def recalibrate_batchnorm(model: ReverseDistillation, loader, config: FWRDConfig
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the recalibration batches
     model.train()
-    for n, (tiles, _) in enumerate(loader):
-        if n >= max_batches:
-            break
-        model(normalise_tiles(tiles.to(device), config))
+    with tqdm(total=min(max_batches, len(loader)), desc=progress, unit="batch", leave=False,
+              disable=progress is None) as bar:
+        for n, (tiles, _) in enumerate(loader):
+            if n >= max_batches:
+                break
+            model(normalise_tiles(tiles.to(device), config))
+            bar.update()
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
@@ -238,28 +287,33 @@ def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]
     last = sidecar(settings.out, ".last.pt")
     if settings.resume:
         if not last.is_file():
-            raise CheckpointError(f"--resume: no {last} to resume from")
+            raise CheckpointError(f"--resume: no {last} to resume from (a finished run removes it unless "
+                                  "it was trained with --keep-last)")
         data = read_checkpoint(last)
         model, config = model_from_checkpoint(data, last)
         if config.tile_size != patches.tile_size:
             raise DataError(f"--resume: checkpoint is for {config.tile_size} px tiles, patches are {patches.tile_size} px")
+        if "optimizer" not in data:
+            raise CheckpointError(f"--resume: {last} holds no optimizer state")
         optimizer = _optimizer(model, settings)
         optimizer.load_state_dict(data["optimizer"])
+        history = list(data.get("history", []))
         return {
             "model": model, "config": config, "optimizer": optimizer, "epoch": int(data["epoch"]),
-            "best_key": data.get("best_key"), "history": list(data.get("history", [])),
+            "best": BestEpoch.resumed(data.get("best_key"), data.get("best_epoch"), history),
+            "history": history, "rng": data.get("rng"),
         }
     model = ReverseDistillation(settings.architecture)
-    teacher_label = load_teacher_weights(model.teacher, settings.teacher_weights)
+    teacher = load_teacher_weights(model.teacher, settings.teacher_weights)
     config = FWRDConfig(
         tile_size=patches.tile_size, level=patches.level, mpp=patches.mpp, alpha=settings.alpha, gamma=settings.gamma,
-        architecture=settings.architecture, teacher_weights=teacher_label,
+        architecture=settings.architecture, teacher_weights=teacher.label,
     )
     history_path = sidecar(settings.out, ".history.jsonl")
     if history_path.exists():
         history_path.unlink()
     return {"model": model, "config": config, "optimizer": _optimizer(model, settings), "epoch": 0,
-            "best_key": None, "history": []}
+            "best": BestEpoch(), "history": [], "rng": None}
 
 
 def _optimizer(model: ReverseDistillation, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -273,9 +327,8 @@ def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> Non
                 state[k] = v.to(device)
 
 
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-    with open(path, "a") as fh:
-        fh.write(json.dumps(clean) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """The whole history, rewritten atomically: after a kill it matches model.last.pt line for line."""
+    lines = [json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()})
+             for r in history]
+    write_text(path, "".join(line + "\n" for line in lines))

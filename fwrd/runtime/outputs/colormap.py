@@ -36,7 +36,7 @@ _VIRIDIS = np.array(
 )
 # Above-threshold ramp: far from H&E's pinks and purples at its low end, unmistakably "hot" at the top.
 _TUMOR_RAMP = np.array([[255, 235, 0], [255, 140, 0], [220, 20, 0]], np.float64) / 255.0
-OVERLAY_ALPHA = (0.45, 0.85)  # opacity at the threshold and at the top of the scale
+OVERLAY_ALPHA = (0.3, 0.7)  # opacity at the threshold and at the top of the scale
 SCALE_TOP = 3.0
 
 

@@ -116,7 +116,8 @@ def render_heatmap(
                      [(blank, "not scored (no tissue)")])
     finite = values[np.isfinite(values)]
     subtitle = (f"{finite.size} tiles scored, {int(np.count_nonzero(finite >= scale.threshold))} "
-                f">= threshold {fmt(scale.threshold)}; one pixel block per tile")
+                f">= threshold {fmt(scale.threshold)}; one square per tile"
+                + ("" if cell_um else "; the slide records no resolution (no scale bar)"))
     return frame(image, title, subtitle, key)
 
 

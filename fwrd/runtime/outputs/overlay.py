@@ -101,7 +101,8 @@ def render_overlay(
     picture = Image.fromarray(blend_heatmap(np.asarray(picture), values, geometry, scale))
     draw_outlines(picture, features, geometry)
     draw_scale_bar(picture, None if mpp is None else mpp * geometry.width / picture.width)
-    return frame(picture, title, result_line(values, scale, len(features)), overlay_key(scale))
+    subtitle = result_line(values, scale, len(features)) + ("" if mpp else " | no resolution recorded: no scale bar")
+    return frame(picture, title, subtitle, overlay_key(scale))
 
 
 def save_overlay(
