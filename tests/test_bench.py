@@ -261,7 +261,7 @@ def test_warns_when_the_graphs_come_from_different_checkpoints(tmp_path, monkeyp
     checkpoint.write_bytes(b"another model")
     monkeypatch.setattr("fwrd.benchmark.harness.naive_unavailable", lambda path: None)
     monkeypatch.setattr("fwrd.benchmark.harness.load_torch_scorer",
-                        lambda path, threads: _numpy_scorer(FWRDConfig(tile_size=64, mpp=0.243)))
+                        lambda path, threads, device: _numpy_scorer(FWRDConfig(tile_size=64, mpp=0.243)))
     naive = run_benchmark(BenchSettings(models=(fp32,), checkpoint=checkpoint, **{
         **quick, "stages": ("inference", "naive")}))
     (warning,) = naive["warnings"]
