@@ -24,6 +24,24 @@ def synthetic_tif(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSlide:
                                 seed=3, exclusion=True)
 
 
+@pytest.fixture()
+def mixed_cohort(synthetic_cohort, tmp_path):
+    """The synthetic slides plus a non-slide, and a slide whose level-0 tiles are corrupt."""
+    import shutil
+
+    import tifffile
+
+    folder = tmp_path / "slides"
+    shutil.copytree(synthetic_cohort.slides_dir, folder)
+    (folder / "notes.svs").write_text("not a slide")
+    data = bytearray(synthetic_cohort.slides[0].path.read_bytes())
+    with tifffile.TiffFile(synthetic_cohort.slides[0].path) as tif:
+        for offset in tif.pages[0].dataoffsets:
+            data[offset:offset + 32] = b"\xff" * 32
+    (folder / "corrupt.svs").write_bytes(bytes(data))
+    return folder
+
+
 # --- fwrd.runtime: a stand-in for the exported model (tests/onnx_standin.py) ----------------------
 @pytest.fixture(scope="session")
 def standin_model(tmp_path_factory):

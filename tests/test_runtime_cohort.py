@@ -6,7 +6,6 @@ import csv
 import shutil
 
 import pytest
-import tifffile
 from click.testing import CliRunner
 
 from fwrd.cli.run import command
@@ -22,20 +21,6 @@ def _run(*args: str):
 def _rows(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-@pytest.fixture()
-def mixed_cohort(synthetic_cohort, tmp_path):
-    """The synthetic slides plus a non-slide, and a slide whose level-0 tiles are corrupt."""
-    folder = tmp_path / "slides"
-    shutil.copytree(synthetic_cohort.slides_dir, folder)
-    (folder / "notes.svs").write_text("not a slide")
-    data = bytearray(synthetic_cohort.slides[0].path.read_bytes())
-    with tifffile.TiffFile(synthetic_cohort.slides[0].path) as tif:
-        for offset in tif.pages[0].dataoffsets:
-            data[offset:offset + 32] = b"\xff" * 32
-    (folder / "corrupt.svs").write_bytes(bytes(data))
-    return folder
 
 
 def test_cohort_goes_on_past_bad_slides(mixed_cohort, standin_model, tmp_path):

@@ -1,8 +1,9 @@
 """`fwrd-run`: score slides or a cohort with an exported model (ONNX Runtime or a TensorRT engine), or a
 checkpoint with `--backend torch`.
 
-Only parses and delegates: fwrd.runtime.backends.open_backend, fwrd.runtime.cohort.score_cohort.
-Never imports torch itself (the torch backend does, when asked for).
+Only parses and delegates: fwrd.runtime.backends.open_backend, fwrd.runtime.cohort.score_cohort (or, with
+`--ray`, fwrd.runtime.cluster.score_cohort_on_ray). Never imports torch itself (the torch backend does,
+when asked for), nor Ray without `--ray`.
 """
 
 from __future__ import annotations
@@ -50,12 +51,16 @@ from fwrd.errors import FwrdError
 @click.option("--reader", type=click.Choice(["auto", "openslide"]), default="auto", show_default=True,
               help="auto: decode tiled-JPEG TIFF/SVS tiles directly; openslide: always OpenSlide (slower, "
                    "and stricter about damaged JPEG data).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Schedule the slides on a Ray cluster (pip install fwrd[cluster]): bare --ray starts one on "
+                   "this machine; --ray auto or ray://HOST:PORT joins one. OUT, the model and the slides must be "
+                   "on a file system every node shares.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
     precision: str, no_cuda_graphs: bool, tf32: bool, batch_size: int, workers: int, threads: int | None,
     stride: int | None, mpp: float | None, threshold: float | None, shard: str | None, resume: bool,
-    overwrite: bool, reader: str, quiet: bool,
+    overwrite: bool, reader: str, ray_address: str | None, quiet: bool,
 ) -> None:
     """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores.
 
@@ -77,6 +82,13 @@ def command(
         prefer_direct=(reader == "auto"), progress=not quiet,
     )
     part = parse_shard(shard)
+    if ray_address is not None:
+        from fwrd.runtime.cluster import check_address, import_ray
+
+        if part is not None:
+            raise FwrdError("--shard splits the cohort by hand and --ray balances it over a cluster: give one")
+        check_address(ray_address)
+        import_ray()  # or one line saying how to install it, before anything else happens
     chosen = select_shard(find_slides(slides), part)
     check_output_folder(out)
     if engine is not None:
@@ -91,13 +103,20 @@ def command(
             f"{', ...' if len(present) > 3 else ''}); pass --resume to keep complete ones and continue "
             "interrupted ones, or --overwrite to score them again"
         )
-    with open_backend(model or engine, backend, batch_size=batch_size, threads=threads, device=device,
-                      precision=precision, cuda_graphs=not no_cuda_graphs, tf32=tf32) as opened:
-        click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision})", err=True)
-        for note in getattr(opened, "notes", []):
-            click.echo(f"note: {note}", err=True)
-        results = score_cohort(chosen, opened, out, settings,
-                               log=(lambda line: None) if quiet and len(chosen) == 1 else None)
+    options = dict(backend=backend, batch_size=batch_size, threads=threads, device=device, precision=precision,
+                   cuda_graphs=not no_cuda_graphs, tf32=tf32)
+    log = (lambda line: None) if quiet and len(chosen) == 1 else None
+    if ray_address is not None:
+        from fwrd.runtime.cluster import BackendSpec, score_cohort_on_ray
+
+        results = score_cohort_on_ray(chosen, BackendSpec(model or engine, options), out, settings, ray_address, log)
+    else:
+        with open_backend(model or engine, **options) as opened:
+            click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision})",
+                       err=True)
+            for note in getattr(opened, "notes", []):
+                click.echo(f"note: {note}", err=True)
+            results = score_cohort(chosen, opened, out, settings, log=log)
     failed = [r for r in results if r.status == "failed"]
     if len(results) == 1 and failed:
         raise FwrdError(failed[0].error)

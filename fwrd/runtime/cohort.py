@@ -94,12 +94,7 @@ def score_cohort(
     prepare_output(out)
     results: list[SlideResult] = []
     for number, path in enumerate(slides, start=1):
-        try:
-            result = score_slide(path, backend, out, settings)
-        except (FwrdError, OSError) as exc:
-            result = SlideResult(path.stem, path, "failed", None, _one_line(exc))
-        except Exception as exc:  # a bug or an unexpected library error: report it, go on
-            result = SlideResult(path.stem, path, "failed", None, f"{exc.__class__.__name__}: {_one_line(exc)}")
+        result = score_or_fail(path, backend, out, settings)
         results.append(result)
         log(_cohort_line(number, len(slides), result))
         failures = [(result.name, path, result.error)] if result.status == "failed" else []
@@ -113,6 +108,17 @@ def score_cohort(
     failed = sum(r.status == "failed" for r in results)
     log(f"cohort: {len(results)} slides, {len(results) - failed} ok, {failed} failed; {table}")
     return results
+
+
+def score_or_fail(path: Path, backend: Backend, out: Path, settings: RunSettings) -> SlideResult:
+    """`score_slide`, with the slide's own failure (corrupt, unreadable, a library error) as a `failed`
+    result instead of an exception: what every scheduler (this loop, a cluster actor) records."""
+    try:
+        return score_slide(path, backend, out, settings)
+    except (FwrdError, OSError) as exc:
+        return SlideResult(path.stem, path, "failed", None, _one_line(exc))
+    except Exception as exc:  # a bug or an unexpected library error: report it, go on
+        return SlideResult(path.stem, path, "failed", None, f"{exc.__class__.__name__}: {_one_line(exc)}")
 
 
 def _cohort_line(number: int, total: int, r: SlideResult) -> str:
