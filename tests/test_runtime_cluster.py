@@ -20,7 +20,9 @@ from click.testing import CliRunner
 
 from fwrd.cli.run import command
 from fwrd.errors import FwrdError
-from fwrd.runtime.cluster import BackendSpec, SlideWorker, check_address, dispatch_order, plan_actors, start_local_ray
+from fwrd.runtime.cluster import (
+    MAX_ATTEMPTS, BackendSpec, SlideWorker, check_address, dispatch_order, plan_actors, start_local_ray,
+)
 
 STRIDE = 16  # 4-7k tiles per slide, ~3 s each on one core: long enough to kill an actor mid-slide
 COMPARED = ("tiles.csv", "heatmap.npy", "heatmap.png", "overlay.png", "detections.csv", "tumor.geojson")
@@ -155,6 +157,37 @@ def test_actor_killed_mid_slide_is_replaced_and_the_slide_continues_from_its_jou
     _assert_same_outputs(out, local_run)
 
 
+def test_a_slide_whose_actor_dies_every_time_fails_after_bounded_retries(
+        ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
+    out, victim = tmp_path / "out", "tumor_002"
+    killed: list[int] = []
+
+    def kill_every_attempt() -> None:
+        seen = 0
+        deadline = time.monotonic() + 180
+        while len(killed) < MAX_ATTEMPTS and time.monotonic() < deadline:
+            for pid, journal in _actors_scoring(out).items():
+                rows = _journal_rows(journal)
+                if _slide_of(journal) == victim and pid not in killed and rows >= seen + 50:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    seen = rows
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_every_attempt, daemon=True)
+    killer.start()
+    result = CliRunner().invoke(command, _args(synthetic_cohort.slides_dir, standin_model, out, "--ray"))
+    killer.join(timeout=5)
+    assert len(killed) == MAX_ATTEMPTS
+    assert result.exit_code == 1, result.output
+    rows = _rows(out / "slides.csv")
+    assert rows[victim]["status"] == "failed"
+    assert f"the Ray actor scoring it died {MAX_ATTEMPTS} times" in rows[victim]["error"]
+    assert result.output.count(f"{victim}: FAILED") == 1 and "Traceback" not in result.output
+    assert not (out / victim / "summary.json").exists()
+    _assert_same_outputs(out, local_run, [n for n in SLIDES if n != victim])
+
+
 def test_ctrl_c_stops_a_ray_run_and_resume_scores_only_what_is_missing(
         ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
     out = tmp_path / "out"
@@ -212,7 +245,8 @@ def test_without_ray_installed_ray_says_how_to_get_it(synthetic_cohort, standin_
         main([{str(slide)!r}, "--model", {str(standin_model)!r}, "--out", {str(tmp_path / "out")!r}, "--ray"])
     """)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["Error: --ray needs Ray, which is not installed: pip install fwrd[cluster]"]
+    only_line = "Error: --ray needs Ray, which is not installed: pip install fwrd[cluster]"
+    assert done.stderr.strip().splitlines() == [only_line]
 
 
 def test_fwrd_run_without_ray_flag_imports_no_ray(synthetic_cohort, standin_model, tmp_path):

@@ -102,12 +102,14 @@ def plan_actors(nodes: list[dict[str, Any]], threads: int | None, use_gpus: bool
     plans: list[dict[str, Any]] = []
     for node in alive:
         resources = node.get("Resources", {})
+        cpus = int(resources.get("CPU", 0))
         if use_gpus and gpu_nodes:
             count, ask = int(resources.get("GPU", 0)), {"num_gpus": 1, "num_cpus": 1}
+        elif threads:
+            count, ask = cpus // threads, {"num_cpus": threads}
         else:
-            cpus = int(resources.get("CPU", 0))
-            count, ask = ((cpus // threads, {"num_cpus": threads}) if threads else (1 if cpus else 0, {"num_cpus": cpus}))
-        plans += [{**ask, "node_id": node["NodeID"], "node": node.get("NodeManagerAddress", "?")}] * count
+            count, ask = min(cpus, 1), {"num_cpus": cpus}
+        plans += [{**ask, "node_id": node["NodeID"]}] * count
     if not plans:
         need = f"{threads} CPUs (--threads)" if threads else "a CPU or a GPU"
         raise FwrdError(f"no node of the Ray cluster has {need} free for an fwrd actor")
@@ -132,7 +134,7 @@ class SlideWorker:
         self.backend: Any = None
         self.error = ""
         try:
-            check_shared_output(out, marker, self.node)
+            check_shared_output(out, marker)
             self.backend = open_backend(spec.model, **spec.options)
         except FwrdError as exc:
             self.error = f"node {self.node}: {' '.join(str(exc).split())}"
@@ -143,17 +145,15 @@ class SlideWorker:
         if self.error:
             return {"error": self.error}
         b = self.backend
-        return {"error": "", "node": self.node, "pid": os.getpid(), "backend": b.name, "device": b.device,
-                "precision": b.precision}
+        return {"error": "", "node": self.node, "backend": b.name, "device": b.device, "precision": b.precision}
 
     def score(self, slide: Path, settings: RunSettings) -> SlideResult:
         return score_or_fail(slide, self.backend, self.out, settings)
 
 
-def check_shared_output(out: Path, marker: str, node: str) -> None:
+def check_shared_output(out: Path, marker: str) -> None:
     """OUT must be the very folder the driver writes: a node-local folder of the same name would scatter
     the outputs over the nodes while slides.csv, on the driver, called them complete."""
-    prepare_output(out)
     try:
         seen = (out / marker).read_text(encoding="utf-8")
     except OSError:
@@ -161,6 +161,7 @@ def check_shared_output(out: Path, marker: str, node: str) -> None:
     if seen != marker:
         raise FwrdError(f"{out} is not the folder the driver writes (no {marker} there): OUT must be on a "
                         "shared file system every node mounts at the same path")
+    prepare_output(out)  # and writable from this node
 
 
 @dataclass
@@ -271,12 +272,11 @@ class _Driver:
 
     def run(self) -> None:
         ray = self.ray
-        use_gpus = self.spec.wants_gpu and ray.cluster_resources().get("GPU", 0) >= 1
-        plans = plan_actors(ray.nodes(), self.spec.options.get("threads"), use_gpus)
+        plans = plan_actors(ray.nodes(), self.spec.options.get("threads"), self.spec.wants_gpu)
         worker = ray.remote(SlideWorker)
         strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
         for number, plan in enumerate(plans):
-            ask = {k: v for k, v in plan.items() if k.startswith("num_")}
+            ask = {k: v for k, v in plan.items() if k != "node_id"}
             self.actors[number] = worker.options(
                 **ask, max_restarts=ACTOR_RESTARTS, max_task_retries=0,
                 scheduling_strategy=strategy(plan["node_id"], soft=True),
@@ -364,6 +364,10 @@ class _Driver:
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.OutOfMemoryError) as exc:
             task.deaths.append(_first_line(exc))
+            if isinstance(exc, getattr(ray.exceptions, "ActorUnavailableError", ())):
+                # unreachable, perhaps still scoring: make sure this incarnation is gone before another
+                # actor takes the slide (Ray restarts it)
+                ray.kill(self.actors[number], no_restart=False)
             if task.attempt < MAX_ATTEMPTS:
                 self.log(f"{task.path.stem}: its Ray actor died ({task.deaths[-1]}); retrying from its journal "
                          f"(attempt {task.attempt + 1} of {MAX_ATTEMPTS})")
