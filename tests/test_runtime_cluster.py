@@ -188,28 +188,42 @@ def test_a_slide_whose_actor_dies_every_time_fails_after_bounded_retries(
     _assert_same_outputs(out, local_run, [n for n in SLIDES if n != victim])
 
 
-def test_ctrl_c_stops_a_ray_run_and_resume_scores_only_what_is_missing(
-        ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
-    out = tmp_path / "out"
-    args = _args(synthetic_cohort.slides_dir, standin_model, out, "--ray")  # starts its own local Ray
-    code = f"from fwrd.cli.run import main\nmain({args!r})"
-    run = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+def _stop_a_ray_run(slides: Path, model: Path, out: Path, signum: int) -> tuple[int, str]:
+    """Run `fwrd-run --ray` (its own local Ray) in a process group; once one slide is complete and another
+    half done, send `signum` to the group, as a terminal's Ctrl-C or Slurm's scancel does."""
+    code = f"from fwrd.cli.run import main\nmain({_args(slides, model, out, '--ray')!r})"
+    run = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         def one_done_one_half_done() -> bool:
             done = list(out.glob("*/summary.json"))
             return bool(done) and any(_journal_rows(j) >= 300 for j in out.glob("*/tiles.csv.part"))
         _wait_for(one_done_one_half_done)
-        os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        os.killpg(run.pid, signum)
         _, stderr = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-    assert run.returncode == 130, stderr
-    assert "rerun with --resume" in stderr and "Traceback" not in stderr
     finished = sorted(p.parent.name for p in out.glob("*/summary.json"))
     assert finished and set(finished) < set(SLIDES)
-    assert sorted(_rows(out / "slides.csv")) == finished  # written once, on the way out
+    assert sorted(_rows(out / "slides.csv")) == finished  # rebuilt on the way out, after the actors stopped
+    assert "Traceback" not in stderr and "SIGTERM received" not in stderr
+    return run.returncode, stderr
+
+
+def test_sigterm_stops_a_ray_run_as_it_stops_a_local_one(synthetic_cohort, standin_model, tmp_path):
+    pytest.importorskip("ray", reason="the --ray tests need Ray: pip install fwrd[cluster]")
+    code, stderr = _stop_a_ray_run(synthetic_cohort.slides_dir, standin_model, tmp_path / "out", signal.SIGTERM)
+    assert code == 143, stderr
+    assert stderr.strip().endswith("terminated; rerun with --resume to continue")
+
+
+def test_ctrl_c_stops_a_ray_run_and_resume_scores_only_what_is_missing(
+        ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
+    out = tmp_path / "out"
+    code, stderr = _stop_a_ray_run(synthetic_cohort.slides_dir, standin_model, out, signal.SIGINT)
+    assert code == 130, stderr
+    assert stderr.strip().endswith("interrupted; rerun with --resume to continue")
+    finished = sorted(p.parent.name for p in out.glob("*/summary.json"))
     stamps = {name: (out / name / "tiles.csv").stat().st_mtime_ns for name in finished}
     journals = {_slide_of(j): _journal_rows(j) for j in out.glob("*/tiles.csv.part")}
     assert any(rows >= 300 for rows in journals.values())
@@ -230,6 +244,16 @@ def test_out_that_an_actor_does_not_share_is_refused_with_one_line(ray_cluster, 
     error = worker.ready()["error"]
     assert "not the folder the driver writes" in error and "shared file system" in error
     assert "\n" not in error
+
+
+def test_a_model_no_actor_can_open_is_one_line_and_leaves_no_out(ray_cluster, synthetic_cohort, tmp_path):
+    text = tmp_path / "notes.onnx"
+    text.write_text("hello")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(command, _args(synthetic_cohort.slides_dir, text, out, "--ray"))
+    assert result.exit_code == 1 and result.output.count("Error:") == 1 and "Traceback" not in result.output
+    assert "not an ONNX model" in result.output and "node " in result.output
+    assert not out.exists()
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -209,9 +211,13 @@ def score_cohort_on_ray(
     marker = f".fwrd-ray-{uuid.uuid4().hex}"
     write_text(out / marker, marker)
     results: dict[int, SlideResult] = {}
+    relay = _SigtermRelay()
     try:
-        with _connected(ray, address):
+        with _connected(ray, address, relay):
             _Driver(ray, slides, spec, out, marker, settings, log, results).run()
+    except KeyboardInterrupt:
+        relay.reraise()
+        raise
     finally:
         (out / marker).unlink(missing_ok=True)
         if results:  # once, on the driver, whatever happened (Ctrl-C included): rebuilt from OUT's folders
@@ -234,16 +240,54 @@ def start_local_ray(**options: Any) -> None:
     ray.init(address=LOCAL, include_dashboard=False, logging_level=logging.WARNING, **options)
 
 
+class _SigtermRelay:
+    """ray.init replaces the SIGTERM handler (with sys.exit(15); its C++ core also prints a stack dump)
+    and Ray turns whatever a handler raises during ray.wait into a plain KeyboardInterrupt. This puts the
+    caller's handler back after ray.init and remembers the signal, so `reraise` can stop the run the way
+    the caller's handler does (fwrd-run: "terminated", exit 143) once the actors are stopped."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.received = False
+
+    @contextmanager
+    def around_init(self) -> Iterator[None]:
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if main else None
+        try:
+            yield
+        finally:
+            if callable(previous):
+                self.previous = previous
+                signal.signal(signal.SIGTERM, self._handle)
+            elif previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        self.previous(signum, frame)
+
+    def reraise(self) -> None:
+        """Within `except KeyboardInterrupt`: raise what the caller's SIGTERM handler raises, if it was SIGTERM."""
+        if self.received:
+            self.previous(signal.SIGTERM, None)
+
+    def restore(self) -> None:
+        if self.previous is not None and signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
 @contextmanager
-def _connected(ray: Any, address: str) -> Iterator[None]:
+def _connected(ray: Any, address: str, relay: _SigtermRelay) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
     try:
-        if address == LOCAL:
-            start_local_ray()
-        else:
-            ray.init(address=address, logging_level=logging.WARNING)
+        with relay.around_init():
+            if address == LOCAL:
+                start_local_ray()
+            else:
+                ray.init(address=address, logging_level=logging.WARNING)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line
         where = "start Ray on this machine" if address == LOCAL else f"connect to the Ray cluster at {address}"
         raise FwrdError(f"cannot {where}: {' '.join(str(exc).split())}") from None
@@ -251,6 +295,7 @@ def _connected(ray: Any, address: str) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        relay.restore()
 
 
 class _Driver:
