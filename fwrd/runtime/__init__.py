@@ -10,8 +10,10 @@ The data flow shows in the module names:
                   slides_table.py: OUT/slides.csv rebuilt from the folder under a lock
     slide_job.py  score_slide(): one slide end to end, a plain function
     cohort.py     many slides: sharding, resume, update_slides_table() after each
+    cluster.py    many slides on a Ray cluster (`fwrd-run --ray`; the only module that imports Ray, and
+                  only then): actors call cohort.score_or_fail, the driver update_slides_table() once
 
-A driver of its own (a cluster engine) calls score_slide per slide and update_slides_table(out,
+A driver of its own (another cluster engine) calls score_slide per slide and update_slides_table(out,
 failures) after, exactly as cohort.py does.
 
 Nothing here imports torch. Public names are imported lazily so that importing one backend module
