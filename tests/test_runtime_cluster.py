@@ -70,6 +70,11 @@ def _assert_same_outputs(out: Path, reference: Path, names=SLIDES) -> None:
             assert mine[key] == local[key], (name, key)
 
 
+def _complete(out: Path) -> list[str]:
+    """Slides with complete outputs in `out` (not a staging folder caught between summary and swap)."""
+    return sorted(p.parent.name for p in out.glob("*/summary.json") if not p.parent.name.startswith("."))
+
+
 def _journal_rows(journal: Path) -> int:
     try:
         return max(journal.read_bytes().count(b"\n") - 2, 0)  # minus the key and header lines
@@ -188,22 +193,21 @@ def test_a_slide_whose_actor_dies_every_time_fails_after_bounded_retries(
     _assert_same_outputs(out, local_run, [n for n in SLIDES if n != victim])
 
 
-def _stop_a_ray_run(slides: Path, model: Path, out: Path, signum: int) -> tuple[int, str]:
+def _stop_a_ray_run(slides: Path, model: Path, out: Path, signum: int, group: bool) -> tuple[int, str]:
     """Run `fwrd-run --ray` (its own local Ray) in a process group; once one slide is complete and another
-    half done, send `signum` to the group, as a terminal's Ctrl-C or Slurm's scancel does."""
+    half done, send `signum` to the driver, or to the group as a terminal's Ctrl-C does."""
     code = f"from fwrd.cli.run import main\nmain({_args(slides, model, out, '--ray')!r})"
     run = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         def one_done_one_half_done() -> bool:
-            done = list(out.glob("*/summary.json"))
-            return bool(done) and any(_journal_rows(j) >= 300 for j in out.glob("*/tiles.csv.part"))
+            return bool(_complete(out)) and any(_journal_rows(j) >= 300 for j in out.glob("*/tiles.csv.part"))
         _wait_for(one_done_one_half_done)
-        os.killpg(run.pid, signum)
+        (os.killpg if group else os.kill)(run.pid, signum)
         _, stderr = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-    finished = sorted(p.parent.name for p in out.glob("*/summary.json"))
+    finished = _complete(out)
     assert finished and set(finished) < set(SLIDES)
     assert sorted(_rows(out / "slides.csv")) == finished  # rebuilt on the way out, after the actors stopped
     assert "Traceback" not in stderr and "SIGTERM received" not in stderr
@@ -212,7 +216,8 @@ def _stop_a_ray_run(slides: Path, model: Path, out: Path, signum: int) -> tuple[
 
 def test_sigterm_stops_a_ray_run_as_it_stops_a_local_one(synthetic_cohort, standin_model, tmp_path):
     pytest.importorskip("ray", reason="the --ray tests need Ray: pip install fwrd[cluster]")
-    code, stderr = _stop_a_ray_run(synthetic_cohort.slides_dir, standin_model, tmp_path / "out", signal.SIGTERM)
+    code, stderr = _stop_a_ray_run(synthetic_cohort.slides_dir, standin_model, tmp_path / "out", signal.SIGTERM,
+                                   group=False)
     assert code == 143, stderr
     assert stderr.strip().endswith("terminated; rerun with --resume to continue")
 
@@ -220,10 +225,10 @@ def test_sigterm_stops_a_ray_run_as_it_stops_a_local_one(synthetic_cohort, stand
 def test_ctrl_c_stops_a_ray_run_and_resume_scores_only_what_is_missing(
         ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
     out = tmp_path / "out"
-    code, stderr = _stop_a_ray_run(synthetic_cohort.slides_dir, standin_model, out, signal.SIGINT)
+    code, stderr = _stop_a_ray_run(synthetic_cohort.slides_dir, standin_model, out, signal.SIGINT, group=True)
     assert code == 130, stderr
     assert stderr.strip().endswith("interrupted; rerun with --resume to continue")
-    finished = sorted(p.parent.name for p in out.glob("*/summary.json"))
+    finished = _complete(out)
     stamps = {name: (out / name / "tiles.csv").stat().st_mtime_ns for name in finished}
     journals = {_slide_of(j): _journal_rows(j) for j in out.glob("*/tiles.csv.part")}
     assert any(rows >= 300 for rows in journals.values())

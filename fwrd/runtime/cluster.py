@@ -55,7 +55,7 @@ ACTOR_RESTARTS = 3  # times Ray restarts one actor before giving it up
 LOCAL = "local"  # --ray without ADDRESS: start a Ray instance on this machine
 _ADDRESS = re.compile(r"^(auto|local|ray://\S+|[A-Za-z0-9_.\-\[\]:]+:\d+)$")
 _POLL_S = 0.5  # longest wait between progress refreshes (and Ctrl-C checks)
-STOP_WAIT_S = 30.0  # on Ctrl-C, how long to wait for killed actors to be gone
+STOP_WAIT_S = 5.0  # on Ctrl-C/SIGTERM, how long to wait for killed actors to be gone (Slurm's KillWait: 30 s)
 
 
 def import_ray() -> Any:
