@@ -147,7 +147,8 @@ class SlideWorker:
         if self.error:
             return {"error": self.error}
         b = self.backend
-        return {"error": "", "node": self.node, "backend": b.name, "device": b.device, "precision": b.precision}
+        return {"error": "", "node": self.node, "backend": b.name, "device": b.device, "precision": b.precision,
+                "notes": list(getattr(b, "notes", []))}
 
     def score(self, slide: Path, settings: RunSettings) -> SlideResult:
         return score_or_fail(slide, self.backend, self.out, settings)
@@ -401,6 +402,8 @@ class _Driver:
             self.began = time.perf_counter()
             self.log(f"fwrd-run: {len(self.slides)} slide(s) on Ray, {total} actor(s) of {info['backend']} "
                      f"({info['device']}, {info['precision']})")
+            for note in info["notes"]:  # the backend's warnings, as a local run prints them
+                self.log(f"note: node {info['node']}: {note}")
 
     def _on_slide(self, ref: Any, number: int, task: _Task, bar: tqdm) -> None:
         ray = self.ray
