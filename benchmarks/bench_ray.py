@@ -169,7 +169,7 @@ def main() -> None:
         "outputs_identical": identical,
     }
     args.save.mkdir(parents=True, exist_ok=True)
-    machine = re.sub(r"[^a-z0-9]+", "-", cpu_name().lower()).strip("-")
+    machine = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((r|tm)\)|processor|cpu", "", cpu_name().lower())).strip("-")
     nice = "" if args.worker_niceness is None else f"-nice{args.worker_niceness}"
     stem = args.save / f"ray-overhead-cpu-{machine}-{os.cpu_count()}c{nice}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
