@@ -303,12 +303,13 @@ def test_sigterm_stops_decode_threads_and_keeps_the_journal(synthetic_cohort, ba
             return super().infer(tiles)
 
     slide_path = synthetic_cohort.slides[0].path
+    before = signal.getsignal(signal.SIGTERM)
     with sigterm_as_interrupt(), pytest.raises(Terminated):
         score_slide(slide_path, Terminating(backend), tmp_path, RunSettings(batch_size=8, workers=3, progress=False))
     assert not [t for t in threading.enumerate() if t.name.startswith("fwrd-decode")]
     journal = tmp_path / f".{slide_path.stem}.partial" / "tiles.csv.part"
     assert len(journal.read_text().splitlines()) - 2 >= 3 * 8
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_progress_line_of_a_slide_finished_from_its_journal(synthetic_cohort, backend, tmp_path):
