@@ -152,3 +152,24 @@ def test_training_removes_the_temp_files_of_killed_saves(tmp_path):
     assert code == 0, text
     assert not any(p.exists() for p in stale) and other.exists()
     assert not list(tmp_path.glob(".m.*.tmp"))
+
+
+@pytest.mark.slow
+def test_amp_trains_in_bf16_and_resumes_only_as_it_started(tmp_path):
+    import json
+
+    write_patches(tmp_path / "p", 6, 2, size=32)
+    losses = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, extra in (("fp32", []), ("amp", ["--amp", "--keep-last"])):
+            code, text = run([tmp_path / "p", "--out", tmp_path / f"{name}.pt", "--epochs", "1", "--teacher-weights",
+                              "random", "--batch-size", "8", "--seed", "1", *extra])
+            assert code == 0, text
+            assert ("mixed precision: bf16 autocast" in text) == (name == "amp")
+            losses[name] = json.loads((tmp_path / f"{name}.history.jsonl").read_text())["loss"]
+        # the same run in bf16: a close loss, not the same one (autocast really applied)
+        assert losses["amp"] != losses["fp32"] and losses["amp"] == pytest.approx(losses["fp32"], rel=0.05)
+        code, text = run([tmp_path / "p", "--out", tmp_path / "amp.pt", "--epochs", "2", "--resume",
+                          "--batch-size", "8", "--seed", "1"])
+    assert code != 0 and "trained with --amp" in text and "Traceback" not in text

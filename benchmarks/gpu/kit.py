@@ -14,8 +14,9 @@ step that would not fit in what is left of --budget-s is skipped and says so):
     tensorrt_slots   the TensorRT backend's slot pipeline (pinned/device buffers, two streams) driven
                      by a stand-in engine that runs the scorer with torch on the backend's streams:
                      results vs torch on the CPU, one slot vs two, overlap seen through CUDA events
-    training         training steps/s at 256 px with and without bf16 autocast, peak GPU memory, and a
-                     short real `fwrd-train --device cuda` run on synthetic patches
+    training         training steps/s at 256 px with and without bf16 autocast, peak GPU memory, and two
+                     short real `fwrd-train --device cuda` runs on the same synthetic patches, fp32 and
+                     --amp (bf16 autocast): speed, memory, loss and validation AUROC side by side
 
 Writes OUT/kit.json, OUT/kit.md, OUT/kit.log, OUT/bench-*.json and, unless --dry-run,
 benchmarks/results/gpu-<gpu>-<date>.json|md (copies also under OUT, since only OUT comes back from the
@@ -69,17 +70,19 @@ class Sizes:
     slot_batches: int
     train_batch: int
     train_steps: int
-    patches: int  # normal patches for the real fwrd-train run (a tenth as many tumor)
+    patches: int  # normal patches for the real fwrd-train runs (a tenth as many tumor)
+    train_epochs: int
 
 
 GPU = Sizes(tile=256, slide=12288, stride=64, batch_sizes=(32, 64, 128), workers=16, seconds=3.0, repeats=2,
             per_class=32, cpu_tiles=16, slot_batch=32, slot_batches=40, train_batch=32, train_steps=6,
-            patches=160)
+            patches=480, train_epochs=3)
 DRY = Sizes(tile=64, slide=768, stride=64, batch_sizes=(8,), workers=2, seconds=0.3, repeats=1,
-            per_class=4, cpu_tiles=4, slot_batch=4, slot_batches=3, train_batch=4, train_steps=1, patches=20)
+            per_class=4, cpu_tiles=4, slot_batch=4, slot_batches=3, train_batch=4, train_steps=1, patches=20,
+            train_epochs=1)
 # seconds each step needs at least on the GPU plan (skipped with a reason when less is left)
 NEEDS = {"environment": 5, "cuda_memory": 20, "precision": 30, "torch_pipeline": 120, "tensorrt_slots": 30,
-         "training": 40}
+         "training": 90}
 
 
 class Skip(Exception):
@@ -406,23 +409,32 @@ class Kit:
         from fwrd.demo import DemoPlan, run_step
 
         plan = DemoPlan(n_tumor_slides=1, n_normal_slides=1, slide_size=max(2048, 16 * s.tile), tile=s.tile,
-                        normal_patches=s.patches, tumor_patches=max(2, s.patches // 10), epochs=1,
+                        normal_patches=s.patches, tumor_patches=max(2, s.patches // 10), epochs=s.train_epochs,
                         batch_size=s.train_batch, tumor_scale=1.8)
         root = self.work / "train"
         steps = dict(plan.steps(root))
         for step in ("synth", "patches"):
             run_step(step, steps[step], echo=self.log)
-        began = time.perf_counter()
         import torch
 
-        if torch.cuda.is_available() and not self.dry:
-            torch.cuda.reset_peak_memory_stats()
-        run_step("train", steps["train"] + ["--device", self.device()], echo=self.log)
-        result["fwrd_train"] = {"seconds": round(time.perf_counter() - began, 1), "epochs": 1,
-                                "patches": s.patches + max(2, s.patches // 10), "tile": s.tile, "device": self.device(),
-                                "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 2)
-                                                        if torch.cuda.is_available() and not self.dry else None),
-                                "history": (root / "model.history.jsonl").read_text().splitlines()[-1:]}
+        runs = {}
+        for amp in (False, True):  # the same patches, seed and epochs: fp32 against --amp (bf16 autocast)
+            if torch.cuda.is_available() and not self.dry:
+                torch.cuda.reset_peak_memory_stats()
+            out = root / ("model-amp.pt" if amp else "model.pt")
+            began = time.perf_counter()
+            run_step("train", _replace_out(steps["train"], out) + ["--device", self.device()]
+                     + (["--amp"] if amp else []), echo=self.log)
+            history = [json.loads(line) for line in out.with_suffix(".history.jsonl").read_text().splitlines()]
+            runs["amp" if amp else "fp32"] = {
+                "seconds": round(time.perf_counter() - began, 1),
+                "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                                        if torch.cuda.is_available() and not self.dry else None),
+                "epochs": [{k: h[k] for k in ("epoch", "loss", "val_auroc", "val_accuracy", "patches_per_second")}
+                           for h in history],
+            }
+        result["fwrd_train"] = {"epochs": plan.epochs, "patches": s.patches + max(2, s.patches // 10),
+                                "tile": s.tile, "device": self.device(), **runs}
         self.results["training"] = result
         return result
 
@@ -525,6 +537,12 @@ def render_markdown(record: dict[str, Any]) -> str:
         if r.get("status") == "ok":
             lines += [f"## {name}", "", "```json", json.dumps(r["result"], indent=1, default=str)[:6000], "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def _replace_out(args: list[Any], out: Path) -> list[Any]:
+    """A demo step's arguments with its --out value replaced."""
+    at = args.index("--out") + 1
+    return [*args[:at], out, *args[at + 1:]]
 
 
 def _write(path: Path, text: str) -> None:

@@ -71,6 +71,7 @@ class TrainSettings:
     workers: int = 0
     progress: bool = True
     keep_last: bool = False  # keep <name>.last.pt (optimizer and random states) after a finished run
+    amp: bool = False  # bf16 autocast for the training steps' forward pass (validation stays fp32)
 
     def __post_init__(self) -> None:
         self.train_dir = Path(self.train_dir)
@@ -129,6 +130,10 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
         f"{train_set.tile_size} px, validating on {val_set.n_normal} + {val_set.n_tumor}, device {device}"
     )
     state = _initial_state(settings, train_set)
+    if settings.amp:
+        log("mixed precision: bf16 autocast for the training steps' forward pass; the loss, the weights, "
+            "BatchNorm re-estimation and validation stay fp32"
+            + ("" if device.type == "cuda" else " (on a CPU without bf16 units this is rarely faster)"))
     model, config, optimizer, start_epoch, best, history = (
         state["model"], state["config"], state["optimizer"], state["epoch"], state["best"], state["history"]
     )
@@ -179,6 +184,7 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
                 save_checkpoint(
                     last_path, model, config, epoch=epoch, optimizer=optimizer.state_dict(),
                     best_key=list(best.key), best_epoch=best.epoch, history=history, rng=capture_rng(generator),
+                    amp=settings.amp,
                 )
                 bar.update()
         history[-1]["phases"] = record.phases = {k: round(v, 2) for k, v in phases.items()}
@@ -258,7 +264,10 @@ def _train_epoch(model, loader, optimizer, config, device, epoch, settings) -> f
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not settings.progress)
     for tiles, labels in bar:
-        teacher, student = model(normalise_tiles(tiles.to(device), config))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp):
+            teacher, student = model(normalise_tiles(tiles.to(device), config))
+        if settings.amp:  # cosines of bf16 features lose the small differences the loss is made of
+            teacher, student = [t.float() for t in teacher], [s.float() for s in student]
         loss = focal_distillation_loss(teacher, student, labels.to(device), config.alpha, config.gamma)
         if not torch.isfinite(loss):
             raise FwrdError(f"loss became {loss.item()} in epoch {epoch}; lower --lr")
@@ -298,6 +307,10 @@ def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]
         optimizer = _optimizer(model, settings)
         optimizer.load_state_dict(data["optimizer"])
         history = list(data.get("history", []))
+        if bool(data.get("amp", False)) != settings.amp:
+            was = "with" if data.get("amp") else "without"
+            raise DataError(f"--resume: {last} was trained {was} --amp; resume it the same way, or the result "
+                            "would differ from an uninterrupted run")
         return {
             "model": model, "config": config, "optimizer": optimizer, "epoch": int(data["epoch"]),
             "best": BestEpoch.resumed(data.get("best_key"), data.get("best_epoch"), history),
