@@ -37,6 +37,7 @@ def test_dry_run_runs_every_step_it_can(trained, tmp_path):
 
     training = record["steps"]["training"]["result"]
     assert training["steps"][0]["loss_finite"] and training["fwrd_train"]["epochs"] == 1
+    assert training["fwrd_train"]["fp32"]["epochs"][0]["loss"] > 0
     assert {p.name for p in out.iterdir()} >= {"kit.json", "kit.md", "kit.log", "run.log", "bench-fp16.json"}
     assert len(list(out.iterdir())) <= 8  # the device tool brings back at most 8 files
     assert sorted((ROOT / "benchmarks" / "results").glob("gpu-*")) == before  # a dry run records nothing

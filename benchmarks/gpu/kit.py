@@ -419,6 +419,8 @@ class Kit:
 
         runs = {}
         for amp in (False, True):  # the same patches, seed and epochs: fp32 against --amp (bf16 autocast)
+            if amp and self.dry:  # bf16 on a CPU is slow; tests/test_train_cli.py covers --amp there
+                continue
             if torch.cuda.is_available() and not self.dry:
                 torch.cuda.reset_peak_memory_stats()
             out = root / ("model-amp.pt" if amp else "model.pt")
