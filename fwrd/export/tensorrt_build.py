@@ -463,4 +463,5 @@ def gate_engine(trt: Any, plan: bytes, manifest: dict[str, Any], gpu: dict[str, 
     for batch in batches:
         with TensorRTBackend(trt, plan, manifest, config, batch, gpu) as backend:
             scores[batch] = backend.infer(verification.tiles)[0]
-    return compare_scores(gate, verification.reference, scores, verification.is_tumor, runner="tensorrt")
+    return compare_scores(gate, verification.reference, scores, verification.is_tumor, config.threshold,
+                          runner="tensorrt")
