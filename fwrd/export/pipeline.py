@@ -102,11 +102,11 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         if settings.precision == "int8":
             fp32 = Path(work) / "fp32.onnx"
             export_fused_onnx(model, config, fp32, half=False)
-            log(f"quantising to int8 for {settings.target} (QDQ, calibrated on {len(tiles)} tiles)...")
-            quantize_int8(fp32, graph, tiles, target=settings.target or "cpu")
+            quantize_int8(fp32, graph, tiles, target=settings.target or "cpu", log=log)
         else:
             export_fused_onnx(model, config, graph, half=settings.precision == "fp16")
-        report = verify_graph(graph, settings.precision, reference, tiles, is_tumor, settings.verify_batches)
+        report = verify_graph(graph, settings.precision, reference, tiles, is_tumor, config.threshold,
+                              settings.verify_batches, log=log)
         log(report.summary())
         enforce(report)
         if settings.for_tensorrt:

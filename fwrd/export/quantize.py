@@ -13,9 +13,13 @@ over the same tiles) serves both forms:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -38,8 +42,12 @@ def quantization_options(target: str) -> dict:
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray, batch: int = 8,
-                  target: str = "cpu") -> Path:
-    """Write a QDQ int8 graph of `fp32_path` for `target` to `out_path`, calibrated with `calibration_tiles`."""
+                  target: str = "cpu", log: Callable[[str], None] = lambda line: None) -> Path:
+    """Write a QDQ int8 graph of `fp32_path` for `target` to `out_path`, calibrated with `calibration_tiles`.
+
+    Progress goes to `log` (calibration batch by batch, then quantisation); ONNX Runtime's own prints,
+    which go to stdout, are dropped so that stdout stays clean.
+    """
     options = quantization_options(target)
     try:
         from onnxruntime.quantization import (
@@ -53,17 +61,29 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray
     except ImportError:
         raise DependencyMissing("int8 export needs ONNX Runtime: pip install 'fwrd[cpu]'") from None
 
+    starts = range(0, len(calibration_tiles), batch)
+
     class TileReader(CalibrationDataReader):
+        """Feeds the tiles batch by batch; ONNX Runtime asks for the next batch after running the last one."""
+
         def __init__(self) -> None:
-            self._batches = iter(
-                [{INPUT_NAME: calibration_tiles[i : i + batch]} for i in range(0, len(calibration_tiles), batch)]
-            )
+            self._starts = iter(starts)
+            self._started = time.perf_counter()
 
         def get_next(self):
-            return next(self._batches, None)
+            start = next(self._starts, None)
+            if start is None:
+                log(f"quantising the convolutions to int8 for {target} (calibrated in "
+                    f"{time.perf_counter() - self._started:.0f} s)...")
+                return None
+            end = min(start + batch, len(calibration_tiles))
+            log(f"calibrating int8: tiles {start + 1}-{end} of {len(calibration_tiles)}...")
+            return {INPUT_NAME: calibration_tiles[start:end]}
 
-    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=Path(out_path).parent) as work, contextlib.redirect_stdout(io.StringIO()):
         prepared = os.path.join(work, "prepared.onnx")
+        log("preparing the fp32 graph for int8 calibration (shape inference)...")
         quant_pre_process(str(fp32_path), prepared, skip_symbolic_shape=True)
         quantize_static(
             prepared,
@@ -77,4 +97,5 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_tiles: np.ndarray
             calibrate_method=CalibrationMethod.MinMax,
             extra_options=options["extra"],
         )
+    log(f"quantised to int8 for {target} in {time.perf_counter() - started:.0f} s")
     return Path(out_path)
