@@ -88,6 +88,32 @@ def test_int8_gate_and_speed_figures_recorded(exported_int8, exported_fp32):
     assert any(n.op_type == "QuantizeLinear" for n in graph.graph.node)
 
 
+def test_int8_export_reports_progress_and_gates_at_the_models_threshold(exported_int8, trained):
+    result, lines = exported_int8
+    _, config = load_checkpoint(trained[0])
+    assert result.report.threshold == config.threshold
+    assert any(line.startswith("calibrating int8: tiles 1-8 of ") for line in lines)
+    assert any(line.startswith("quantising the convolutions to int8 for cpu") for line in lines)
+    passes = [line for line in lines if line.startswith("verification pass ")]
+    assert [p.split(":")[0] for p in passes] == ["verification pass 1/2", "verification pass 2/2"]
+    assert f"calls at threshold {config.threshold:.4g} flipped on" in lines[lines.index(passes[-1]) + 1]
+
+
+def test_failed_int8_gate_says_what_to_do_and_keeps_stdout_clean(trained, tmp_path, monkeypatch):
+    """Progress (calibration, quantisation, each verification pass) and the error go to stderr only."""
+    monkeypatch.setitem(GATES, "int8", verify.Gate(max_abs_delta=None, max_rel_delta=None, min_spearman=1.1,
+                                                  max_auroc_change=0.0, max_flip_fraction=0.0))
+    result = CliRunner().invoke(export_cmd, [str(trained[0]), "-o", str(tmp_path / "rd.onnx"), "--precision", "int8"])
+    assert result.exit_code != 0 and result.stdout == "" and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    for step in ("calibrating int8: tiles", "quantising the convolutions", "verification pass 1/2",
+                 "verification pass 2/2"):
+        assert any(line.startswith(step) for line in lines), step
+    assert lines[-1].startswith("Error: int8 export failed its accuracy gate: Spearman ")
+    assert "Next: export with --precision fp16" in lines[-1] and "--calibration SLIDE_OR_FOLDER" in lines[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_gate_exits_non_zero_and_writes_nothing(trained, tmp_path, monkeypatch):
     monkeypatch.setitem(GATES, "fp32", verify.Gate(max_abs_delta=0.0, max_rel_delta=0.0, min_spearman=1.1,
                                                   max_auroc_change=0.0))
