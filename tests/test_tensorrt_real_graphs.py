@@ -125,5 +125,8 @@ def test_engine_built_elsewhere_is_gated_on_the_exports_tiles(request, tmp_path,
     assert gate["auroc_reference"] is not None  # the labelled tiles came along in rd.onnx.verify.npz
     assert manifest["tf32"] is (precision != "fp32")  # cleared for fp32 engines only
     tiles = VerificationSet.load(verification_path(graph)).tiles[:5]
+    # int8: the fp32 convolutions (KEEP_FP32) feed quantisers, and their last-bit differences between batch
+    # sizes (8 here, 5 below) can move a value across an int8 rounding step: ~1e-4 on the score.
+    rtol = 1e-3 if precision == "int8" else 1e-5
     with TensorRTBackend.from_plan(plan, batch_size=8) as backend:
-        np.testing.assert_allclose(backend.infer(tiles)[0], onnx_scores(graph, tiles, 5), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(backend.infer(tiles)[0], onnx_scores(graph, tiles, 5), rtol=rtol, atol=1e-6)
