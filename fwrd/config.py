@@ -105,6 +105,9 @@ META_PRECISION = "fwrd.precision"  # fp32 | fp16 | int8
 META_TARGET = "fwrd.target"  # int8 only: "cpu" (u8s8 for ONNX Runtime) | "tensorrt" (s8s8, zero point 0)
 META_FORMAT = "fwrd.format"  # FORMAT_TAG: proves the graph has fwrd's inputs and outputs
 FORMAT_TAG = "fwrd-rd-v1"
-INPUT_NAME = "tiles"  # uint8 [batch, T, T, 3] RGB
+INPUT_NAME = "tiles"  # uint8 [batch, T, T, 3] RGB; graphs for dense scoring take [batch, H, W, 3] (multiples of 32)
 OUTPUT_SCORE = "score"  # float32 [batch]
 OUTPUT_AMAP = "amap"  # float32 [batch, T/4, T/4]
+# Per-scale 1 - cos maps (float32 [batch, H/s, W/s]) that dense scoring reads; older graphs lack them.
+MAP_STRIDES = (4, 8, 16)
+OUTPUT_MAPS = tuple(f"map_s{s}" for s in MAP_STRIDES)

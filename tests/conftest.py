@@ -53,6 +53,17 @@ def standin_model(tmp_path_factory):
     return build_standin(folder / "standin.onnx", FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35))
 
 
+@pytest.fixture(scope="session")
+def standin_dense(tmp_path_factory):
+    """The stand-in of a graph that also scores regions (tests/onnx_standin.py, dense=True)."""
+    from fwrd.config import FWRDConfig
+    from onnx_standin import build_standin
+
+    folder = tmp_path_factory.mktemp("standin_dense")
+    return build_standin(folder / "standin_dense.onnx", FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35),
+                         dense=True)
+
+
 # --- a trained model and its exports (tests/model_fixtures.py) --------------------------------------
 from model_fixtures import (  # noqa: E402,F401
     demo_patches, exported_fp16, exported_fp32, exported_int8, exported_int8_trt, trained,

@@ -6,6 +6,12 @@
 
 Tumor regions of the synthetic slides are darker (crowded nuclei), so the score separates them.
 `reference_scores` computes the same in numpy for the correctness tests.
+
+`dense=True` makes the stand-in of a graph for dense scoring: any height and width (multiples of 32),
+per-scale maps map_s4 / map_s8 / map_s16 = the s x s average pools of darkness / 3, amap = map_s4, and
+score = FW-RD's rule on the maps (the mean of their align_corners upsamples to the input size, summed),
+so about the mean darkness. Pooling has no border effects, so a tile window of a region whose offset
+is a multiple of 16 has exactly the maps of the tile alone: dense scores equal per-tile scores there.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from onnx import TensorProto, helper
 
 from fwrd.config import (
     FORMAT_TAG, INPUT_NAME, META_CONFIG, META_FORMAT, META_PRECISION, META_VERSION, OUTPUT_AMAP,
-    OUTPUT_SCORE, FWRDConfig,
+    OUTPUT_MAPS, OUTPUT_SCORE, FWRDConfig,
 )
 
 
@@ -29,9 +35,12 @@ def build_standin(
     batch: int | str = "batch",
     metadata: dict[str, str] | None = None,
     input_dtype: int = TensorProto.UINT8,
+    dense: bool = False,
 ) -> Path:
     """Write the stand-in graph to `path`; `metadata` replaces fwrd's metadata when given."""
     t = config.tile_size
+    if dense:
+        return _save(_dense_graph(batch), path, config, metadata)
     nodes = [
         helper.make_node("Cast", [INPUT_NAME], ["x"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["x"], ["gray"], axes=[3], keepdims=1),  # [B, T, T, 1]
@@ -57,6 +66,43 @@ def build_standin(
         ],
         inits,
     )
+    return _save(graph, path, config, metadata)
+
+
+def _dense_graph(batch: int | str) -> onnx.GraphProto:
+    from fakes.tiny_model import fwrd_score_nodes
+
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x"], ["gray"], axes=[3], keepdims=1),  # [B, H, W, 1]
+        helper.make_node("Mul", ["gray", "inv255"], ["scaled"]),
+        helper.make_node("Sub", ["one", "scaled"], ["dark"]),
+        helper.make_node("Mul", ["dark", "third"], ["dark3"]),
+        helper.make_node("Transpose", ["dark3"], ["nchw"], perm=[0, 3, 1, 2]),  # [B, 1, H, W]
+    ]
+    for name, s in zip(OUTPUT_MAPS, (4, 8, 16)):
+        nodes += [helper.make_node("AveragePool", ["nchw"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s]),
+                  helper.make_node("Squeeze", [f"pool{s}", "axis1"], [name])]
+    nodes.append(helper.make_node("Identity", [OUTPUT_MAPS[0]], [OUTPUT_AMAP]))
+    score_nodes, score_inits = fwrd_score_nodes(list(OUTPUT_MAPS), INPUT_NAME, OUTPUT_SCORE)
+    inits = [
+        helper.make_tensor("inv255", TensorProto.FLOAT, [], [1.0 / 255.0]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("third", TensorProto.FLOAT, [], [1.0 / 3.0]),
+        helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+    ]
+    outputs = [helper.make_tensor_value_info(OUTPUT_SCORE, TensorProto.FLOAT, [batch]),
+               helper.make_tensor_value_info(OUTPUT_AMAP, TensorProto.FLOAT, [batch, "height/4", "width/4"])]
+    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, f"height/{s}", f"width/{s}"])
+                for name, s in zip(OUTPUT_MAPS, (4, 8, 16))]
+    return helper.make_graph(
+        nodes + score_nodes, "fwrd_standin_dense",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [batch, "height", "width", 3])],
+        outputs, inits + score_inits,
+    )
+
+
+def _save(graph: onnx.GraphProto, path: str | Path, config: FWRDConfig, metadata: dict[str, str] | None) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fwrd-tests")
     model.ir_version = 8
     if metadata is None:

@@ -190,8 +190,8 @@ def _fake_tensorrt(monkeypatch, available=True, reason="ok"):
         name, device, precision, config, max_batch = "tensorrt", "cuda:0", "fp16", CONFIG, 64
 
         @classmethod
-        def from_plan(cls, path, batch_size):
-            calls.append((path, batch_size))
+        def from_plan(cls, path, batch_size, dense=False, region=None):
+            calls.append((path, batch_size) + ((dense, region) if dense else ()))
             return cls()
 
     module.TensorRTBackend = FakeBackend
@@ -209,6 +209,8 @@ def test_engine_dispatches_to_tensorrt(tmp_path, monkeypatch):
     assert backend.model_sha256 and backend.model_path == plan
     open_backend(plan, "tensorrt", batch_size=8)
     assert calls[-1] == (plan, 8)
+    open_backend(plan, "tensorrt", dense=True, region=1024)
+    assert calls[-1] == (plan, 16, True, 1024)
 
 
 def test_tensorrt_unavailable_says_why(tmp_path, monkeypatch):

@@ -27,6 +27,8 @@ from fwrd.cli.common import FwrdCommand
 @click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True, help="Engine profile: smallest batch.")
 @click.option("--opt-batch", type=click.IntRange(1), default=32, show_default=True, help="Engine profile: batch tuned for.")
 @click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Engine profile: largest batch.")
+@click.option("--region", "region_side", type=click.IntRange(32), default=2048, show_default=True,
+              help="Engine region profile for fwrd-run --dense: regions of one tile up to this side (px, a multiple of 32).")
 @click.option("--workspace-gb", type=click.FloatRange(0.1), default=4.0, show_default=True, help="Engine builder workspace limit.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
               help="TensorRT timing cache file, read if present and updated after the build.")
@@ -35,7 +37,7 @@ from fwrd.cli.common import FwrdCommand
                    "(repeatable). Default: a synthetic slide only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def command(checkpoint: Path, output: Path, precision: str | None, target: str | None, engine: Path | None,
-            tf32: bool, min_batch: int, opt_batch: int, max_batch: int, workspace_gb: float,
+            tf32: bool, min_batch: int, opt_batch: int, max_batch: int, region_side: int, workspace_gb: float,
             timing_cache: Path | None, calibration: tuple[Path, ...], seed: int) -> None:
     """Export CHECKPOINT (model.pt) to one self-contained ONNX graph that verifies itself.
 
@@ -52,7 +54,7 @@ def command(checkpoint: Path, output: Path, precision: str | None, target: str |
     settings = ExportSettings(
         checkpoint=checkpoint, output=output, precision=precision or "fp16", calibration=list(calibration),
         engine=engine, target=target, tf32=tf32, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
-        workspace_gb=workspace_gb, timing_cache=timing_cache, seed=seed,
+        region_side=region_side, workspace_gb=workspace_gb, timing_cache=timing_cache, seed=seed,
     )
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     if checkpoint.suffix.lower() == ".onnx":

@@ -1,10 +1,16 @@
-"""The module that becomes the ONNX graph: uint8 tiles in, FW-RD patch score and anomaly map out.
+"""The module that becomes the ONNX graph: uint8 tiles (or regions) in, FW-RD score and anomaly maps out.
 
-    tiles uint8 [B, T, T, 3] -> cast (first: TensorRT refuses any uint8 tensor that is not a graph input or
-      output), NHWC->NCHW, scale, ImageNet-normalise
+    tiles uint8 [B, H, W, 3] (H, W multiples of 32: T x T for a tile, larger for a region of a slide)
+      -> cast (first: TensorRT refuses any uint8 tensor that is not a graph input or output), NHWC->NCHW,
+         scale, ImageNet-normalise
       -> teacher -> bottleneck -> student              (fp16 when `half`: TensorRT 11 is strongly typed)
-      -> per-scale 1 - cos (fp32) -> score [B]: mean of the summed T x T upsampled map, as a fixed
-         weighted sum (no T x T tensor); amap [B, T/4, T/4]: the summed map at a quarter of the tile.
+      -> per-scale 1 - cos (fp32): map_s4 [B, H/4, W/4], map_s8 [B, H/8, W/8], map_s16 [B, H/16, W/16]
+      -> score [B]: the mean of the summed H x W map (each scale upsampled with align_corners=True), as a
+         weighted sum of the small maps (no H x W tensor); amap [B, H/4, W/4]: the summed map at a quarter.
+
+For a T x T tile, `score` and `amap` are FW-RD's patch score and anomaly map. For a region, the three
+per-scale maps are what dense scoring needs (`fwrd.runtime.window_scores` applies the per-tile rule to
+every tile window of them); `score` and `amap` are the same rule applied to the whole region.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fwrd.config import FWRDConfig
-from fwrd.model.anomaly_map import cosine_distance_map, upsample_mean_weights
+from fwrd.model.anomaly_map import cosine_distance_map, upsample_mean_weights_of
 from fwrd.model.network import ReverseDistillation
+
+Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]  # score, amap, map_s4, map_s8, map_s16
 
 
 class FusedScorer(nn.Module):
@@ -29,31 +37,27 @@ class FusedScorer(nn.Module):
         if half:
             for part in (self.teacher, self.bottleneck, self.student):
                 part.half()
-        size = config.tile_size
-        self.tile_size = size
-        self.amap_size = size // 4
+        self.tile_size = config.tile_size
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("inv_std", 1.0 / (torch.tensor(config.std).view(1, 3, 1, 1) * 255.0))
-        for n, side in enumerate((size // 4, size // 8, size // 16)):
-            weights = torch.tensor(upsample_mean_weights(side, size), dtype=torch.float32)
-            self.register_buffer(f"score_weights_{n}", weights)
 
-    def forward(self, tiles: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tiles: Tensor) -> Outputs:
         x = (tiles.to(torch.float32).permute(0, 3, 1, 2) - self.mean) * self.inv_std
+        height, width = x.shape[-2], x.shape[-1]
         if self.half_precision:
             x = x.to(torch.float16)
         teacher = self.teacher(x)
         student = self.student(self.bottleneck(teacher))
+        maps = [cosine_distance_map(t, s) for t, s in zip(teacher, student)]  # float32 [B, h, w]
         score = None
-        amap = None
-        for n, (t, s) in enumerate(zip(teacher, student)):
-            distance = cosine_distance_map(t, s)  # float32 [B, h, w]
-            w = getattr(self, f"score_weights_{n}")
-            part = (distance * w.view(1, -1, 1) * w.view(1, 1, -1)).sum(dim=(1, 2))
+        for distance in maps:
+            wy = upsample_mean_weights_of(distance.shape[-2], height, distance)
+            wx = upsample_mean_weights_of(distance.shape[-1], width, distance)
+            part = (distance * wy.view(1, -1, 1) * wx.view(1, 1, -1)).sum(dim=(1, 2))
             score = part if score is None else score + part
-            if distance.shape[-1] != self.amap_size:
-                distance = F.interpolate(
-                    distance.unsqueeze(1), size=(self.amap_size, self.amap_size), mode="bilinear", align_corners=True
-                ).squeeze(1)
-            amap = distance if amap is None else amap + distance
-        return score, amap
+        size = (maps[0].shape[-2], maps[0].shape[-1])
+        amap = maps[0]
+        for distance in maps[1:]:
+            amap = amap + F.interpolate(distance.unsqueeze(1), size=size, mode="bilinear",
+                                        align_corners=True).squeeze(1)
+        return score, amap, maps[0], maps[1], maps[2]

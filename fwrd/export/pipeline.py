@@ -44,6 +44,7 @@ class ExportSettings:
     max_batch: int = 64
     workspace_gb: float = 4.0
     timing_cache: Path | None = None
+    region_side: int = 2048  # the engine's region profile (dense scoring): regions up to this side
     calibration_tiles: int = 64
     verify_batches: tuple[int, ...] = (1, 8)
     seed: int = 0
@@ -192,5 +193,6 @@ def _build_engine(settings: ExportSettings, onnx_path: Path, checks: Verificatio
     return build_engine(
         onnx_path, settings.engine, verification=checks, min_batch=settings.min_batch,
         opt_batch=settings.opt_batch, max_batch=settings.max_batch, workspace_gb=settings.workspace_gb,
-        timing_cache=settings.timing_cache, precision=settings.precision, tf32=settings.tf32, log=log,
+        timing_cache=settings.timing_cache, precision=settings.precision, tf32=settings.tf32,
+        region_side=settings.region_side, log=log,
     )

@@ -1,10 +1,12 @@
 """Build a TensorRT engine (`rd.plan`) from fwrd's fused ONNX graph, check it, and write the manifest.
 
 Steps: validate the ONNX file (fwrd I/O and metadata, TensorRT's parser rules checked statically) ->
-pick the precision mode -> parse -> one optimisation profile on `tiles` over the batch range, a workspace
-limit, a persisted timing cache and a progress monitor -> build -> deserialise the engine and run it on
-the export's verification tiles (the engine gate, the same bounds as the ONNX gate of its precision) ->
-only then write the plan and `rd.plan.json` atomically.
+pick the precision mode -> parse -> one optimisation profile on `tiles` over the batch range (and, for a
+graph with dynamic height and width, a second one for dense scoring's regions: batch 1, one tile up to
+`region_side` pixels a side), a workspace limit, a persisted timing cache and a progress monitor ->
+build -> deserialise the engine and run it on the export's verification tiles (the engine gate, the same
+bounds as the ONNX gate of its precision; with a region profile, the same tiles again as one-tile
+regions through it, scored by the dense rule) -> only then write the plan and `rd.plan.json` atomically.
 
 Networks are strongly typed (`NetworkDefinitionCreationFlag.STRONGLY_TYPED`, present since TensorRT 10.0
 and the only kind in 11, where it is bit 0 rather than 1: the mask is `1 << int(flag)`), so the graph's
@@ -44,6 +46,7 @@ from fwrd.config import (
     META_PRECISION,
     META_TARGET,
     OUTPUT_AMAP,
+    OUTPUT_MAPS,
     OUTPUT_SCORE,
     FWRDConfig,
 )
@@ -57,6 +60,8 @@ from fwrd.runtime.backends.tensorrt import (
     process_logger,
 )
 from fwrd.runtime.cuda_memory import device_properties
+from fwrd.runtime.regions import GPU_SIDE
+from fwrd.runtime.window_scores import scores_at
 
 PRECISIONS = ("fp16", "fp32", "int8")
 CPU_INT8 = ("is the int8 graph for ONNX Runtime on CPU (uint8 activations, non-zero zero points), which "
@@ -79,6 +84,7 @@ class OnnxInfo:
     config_json: str
     metadata: dict[str, str]
     sha256: str
+    regions: bool = False  # dynamic height and width, with the per-scale maps: takes a region profile
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -147,10 +153,12 @@ def inspect_onnx(path: Path) -> OnnxInfo:
         raise ModelError(f"{path.name}: {exc}") from None
     t = config.tile_size
     name, uint8, dims = inputs[0] if len(inputs) == 1 else ("", False, [])
-    if name != INPUT_NAME or not uint8 or len(dims) != 4 or dims[1:] != [t, t, 3] or dims[0] > 0:
+    regions = dims[1:] == [-1, -1, 3] and set(OUTPUT_MAPS) <= outputs
+    if name != INPUT_NAME or not uint8 or len(dims) != 4 or (dims[1:] != [t, t, 3] and not regions) or dims[0] > 0:
         found = ", ".join(f"{n} {d}" for n, _, d in inputs)
         raise ModelError(f"{path.name} must take one input {INPUT_NAME!r} uint8 [batch, {t}, {t}, 3] with a "
-                         f"dynamic batch (found {found or 'none'})")
+                         f"dynamic batch, or [batch, height, width, 3] with the per-scale maps "
+                         f"(found {found or 'none'})")
     if not {OUTPUT_SCORE, OUTPUT_AMAP} <= outputs:
         raise ModelError(f"{path.name} lacks the outputs {OUTPUT_SCORE!r} and {OUTPUT_AMAP!r}")
     precision = meta.get(META_PRECISION, "")
@@ -165,7 +173,7 @@ def inspect_onnx(path: Path) -> OnnxInfo:
         if problems:
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
             raise ModelError(f"TensorRT's ONNX parser would refuse {path.name}: {problems[0]}{more}")
-    return OnnxInfo(t, precision, meta[META_CONFIG], meta, sha256_file(path))
+    return OnnxInfo(t, precision, meta[META_CONFIG], meta, sha256_file(path), regions)
 
 
 def choose_precision_mode(trt: Any, graph_precision: str, precision: str) -> str:
@@ -311,8 +319,11 @@ def _attach_timing_cache(config: Any, path: Path | None, log: Log) -> Any:
     return cache
 
 
-def _check_arguments(min_batch: int, opt_batch: int, max_batch: int, workspace_gb: float, precision: str) -> None:
+def _check_arguments(min_batch: int, opt_batch: int, max_batch: int, workspace_gb: float, precision: str,
+                     region_side: int) -> None:
     """Refuse impossible build settings before TensorRT is even imported."""
+    if region_side < 32 or region_side % 32:
+        raise FwrdError(f"the region profile's side must be a positive multiple of 32, got {region_side}")
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise FwrdError(f"batch range must satisfy 1 <= min <= opt <= max, "
                         f"got {min_batch}, {opt_batch}, {max_batch}")
@@ -334,6 +345,7 @@ def build_engine(
     timing_cache: Path | None = None,
     precision: str = "fp16",
     tf32: bool = False,
+    region_side: int = GPU_SIDE,
     log: Log = print,
 ) -> dict[str, Any]:
     """Build `plan_path` from `onnx_path`, gate it on `verification`, write `<plan>.json` beside it; return
@@ -346,7 +358,7 @@ def build_engine(
     """
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     timing_cache = Path(timing_cache) if timing_cache is not None else None
-    _check_arguments(min_batch, opt_batch, max_batch, workspace_gb, precision)
+    _check_arguments(min_batch, opt_batch, max_batch, workspace_gb, precision, region_side)
     if not onnx_path.is_file():
         raise InputNotFound(f"ONNX model not found: {onnx_path}")
     trt = load_tensorrt()
@@ -357,9 +369,14 @@ def build_engine(
     if verification.tiles.shape[1:] != (t, t, 3):
         raise ModelError(f"the verification tiles are {verification.tiles.shape[1:]}, the graph takes {t} px tiles")
     shapes = {name: [b, t, t, 3] for name, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
+    if info.regions and region_side < t:
+        raise FwrdError(f"the region profile's side ({region_side}) must be at least one tile ({t} px)")
+    regions = ({"min": [1, t, t, 3], "opt": [1, region_side, region_side, 3], "max": [1, region_side, region_side, 3]}
+               if info.regions else None)
     workspace = int(workspace_gb * 2**30)
+    region_text = f", regions of {t} to {region_side} px for dense scoring" if regions else ""
     log(f"building a TensorRT {trt.__version__} engine ({precision}, {mode}) from {onnx_path.name} on "
-        f"{gpu['name']}: batches {min_batch}/{opt_batch}/{max_batch} of {t} px tiles, "
+        f"{gpu['name']}: batches {min_batch}/{opt_batch}/{max_batch} of {t} px tiles{region_text}, "
         f"workspace {workspace_gb:g} GiB")
 
     seen: set[str] = set()
@@ -372,7 +389,8 @@ def build_engine(
     logger = process_logger(trt)
     with logger.routed(once):
         serialized, pinned, tf32_on, seconds = _build(
-            trt, logger, onnx_path, mode, precision, tf32, shapes, workspace, timing_cache, log)
+            trt, logger, onnx_path, mode, precision, tf32, [p for p in (shapes, regions) if p], workspace,
+            timing_cache, log)
         gate = "tf32" if precision == "fp32" and tf32_on else precision
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -385,6 +403,7 @@ def build_engine(
             "input": INPUT_NAME,
             "tile_size": t,
             "profile": shapes,
+            "region_profile": regions,
             "precision": precision,
             "precision_mode": mode,
             "tf32": tf32_on,
@@ -399,9 +418,14 @@ def build_engine(
         log(f"engine gate: running the engine on {len(verification.tiles)} verification tiles...")
         report = gate_engine(trt, bytes(serialized), manifest, gpu, verification, gate,
                              batches=tuple(sorted({min_batch, max_batch})))
+        region_report = gate_regions(trt, bytes(serialized), manifest, gpu, verification, gate) if regions else None
     log(report.summary())
     enforce(report, "engine")
     manifest["verification"] = report.to_dict()
+    if region_report is not None:
+        log(region_report.summary())
+        enforce(region_report, "engine's region profile")
+        manifest["verification_regions"] = region_report.to_dict()
     _atomic_write(plan_path, serialized)
     _atomic_write(manifest_path(plan_path), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     log(f"wrote {plan_path} ({manifest['plan_bytes'] / 2**20:.1f} MiB, built in {seconds:.1f} s) and "
@@ -410,7 +434,7 @@ def build_engine(
 
 
 def _build(trt: Any, logger: Any, onnx_path: Path, mode: str, precision: str, tf32: bool,
-           shapes: dict[str, list[int]], workspace: int, timing_cache: Path | None,
+           profiles: list[dict[str, list[int]]], workspace: int, timing_cache: Path | None,
            log: Log) -> tuple[Any, list[str], bool, float]:
     """Parse and build: (serialized plan, layers pinned to fp32, TF32 on?, seconds)."""
     mark = logger.mark()
@@ -434,10 +458,11 @@ def _build(trt: Any, logger: Any, onnx_path: Path, mode: str, precision: str, tf
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pinned = constrain_norm_layers(trt, network)
         log(f"kept {len(pinned)} norm/cosine/resize/mean layers in fp32")
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
-    if config.add_optimization_profile(profile) < 0:
-        raise ModelError(f"TensorRT rejected the optimisation profile {shapes}: {logger.last_error('', mark)}")
+    for index, shapes in enumerate(profiles):  # 0: tile batches; 1: regions (TensorRTBackend.REGION_PROFILE)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
+        if config.add_optimization_profile(profile) != index:
+            raise ModelError(f"TensorRT rejected the optimisation profile {shapes}: {logger.last_error('', mark)}")
     cache = _attach_timing_cache(config, timing_cache, log)
     monitor = _progress_monitor(trt, log)
     if monitor is not None:
@@ -465,3 +490,19 @@ def gate_engine(trt: Any, plan: bytes, manifest: dict[str, Any], gpu: dict[str, 
             scores[batch] = backend.infer(verification.tiles)[0]
     return compare_scores(gate, verification.reference, scores, verification.is_tumor, config.threshold,
                           runner="tensorrt")
+
+
+def gate_regions(trt: Any, plan: bytes, manifest: dict[str, Any], gpu: dict[str, Any],
+                 verification: VerificationSet, gate: str) -> VerifyReport:
+    """Score each verification tile as a one-tile region through the region profile, by the dense rule
+    (fwrd.runtime.window_scores), and compare with PyTorch fp32: the isolated-tile score must be the
+    per-tile score."""
+    config = FWRDConfig.from_dict(manifest["config"])
+    t = config.tile_size
+    origin = [[0, 0]]
+    with TensorRTBackend(trt, plan, manifest, config, int(manifest["profile"]["min"][0]), gpu, dense=True,
+                         region=t) as backend:
+        scores = [scores_at(maps, t, origin)[0]
+                  for _, maps in backend.run_regions((k, tile) for k, tile in enumerate(verification.tiles))]
+    return compare_scores(gate, verification.reference, {1: scores}, verification.is_tumor, config.threshold,
+                          runner="tensorrt-regions")

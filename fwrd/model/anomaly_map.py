@@ -5,6 +5,8 @@ the tile size; sum over scales. Patch score = mean of that summed T x T map (ran
 
 The mean of a bilinear upsample is a fixed weighted sum of the small map (`upsample_mean_weights`), so
 `patch_score` never builds the T x T map; `summed_anomaly_map(..., T)` does, and tests hold the two equal.
+`upsample_mean_weights_of` computes the same weights inside a graph whose input size is only known
+when it runs (the exported graph takes tiles and larger regions).
 """
 
 from __future__ import annotations
@@ -41,6 +43,16 @@ def upsample_mean_weights(n: int, size: int) -> np.ndarray:
     np.add.at(w, lo, 1.0 - frac)
     np.add.at(w, lo + 1, frac)
     return w / size
+
+
+def upsample_mean_weights_of(n: int, size: int, like: Tensor) -> Tensor:
+    """`upsample_mean_weights(n, size)` as a float32 tensor on `like`'s device, from sizes that may be symbolic
+    in an export: node j gets the mean over outputs i of the linear-interpolation hat
+    max(0, 1 - |i (n - 1) / (size - 1) - j|). The aranges are integer (a Range TensorRT's parser takes on
+    shape values) and cast afterwards; the [size, n] table is small next to any feature map."""
+    pos = torch.arange(size, device=like.device).to(torch.float32) * ((n - 1) / (size - 1))
+    nodes = torch.arange(n, device=like.device).to(torch.float32)
+    return (1.0 - (pos.unsqueeze(1) - nodes.unsqueeze(0)).abs()).clamp_min(0.0).mean(0)
 
 
 def patch_score(teacher_feats: tuple[Tensor, ...], student_feats: tuple[Tensor, ...], tile_size: int) -> Tensor:

@@ -16,6 +16,9 @@ batch 64) that was 3338 vs 3252 tiles/s inference only and 3146 vs 2980 end to e
 (benchmarks/results/gpu-nvidia-h100-80gb-hbm3-2026-11-26.md). TF32 stays off for fp32 unless asked for:
 PyTorch enables it for cuDNN convolutions by default, which moves scores (by 1.5e-5 on that card and model).
 
+Dense scoring (`dense=True`): regions run one at a time through the same scorer (on CUDA every region
+has the full side, so cuDNN tunes one shape), returning the per-scale maps.
+
 This module imports torch: it lives in fwrd.model, and `fwrd.runtime.backends.open_backend` imports it
 only for `--backend torch`, so the ONNX/TensorRT runtime stays torch-free.
 
@@ -36,7 +39,8 @@ import torch
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
 from fwrd.export.fused_graph import FusedScorer
 from fwrd.model.checkpoint import load_checkpoint
-from fwrd.runtime.backends.base import Backend, check_tiles
+from fwrd.runtime.backends.base import Backend, RegionMaps, check_region, check_tiles
+from fwrd.runtime.regions import default_side
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16")
@@ -82,7 +86,7 @@ class TorchBackend(Backend):
     def __init__(
         self, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto", batch_size: int = 16,
         threads: int | None = None, cuda_graphs: bool = True, tf32: bool = False,
-        streams: int = DEFAULT_STREAMS,
+        streams: int = DEFAULT_STREAMS, dense: bool = False, region: int | None = None,
     ) -> None:
         path = Path(checkpoint)
         if not path.is_file():
@@ -113,6 +117,10 @@ class TorchBackend(Backend):
         self._slots: list[_CudaSlot] = []
         self._streaming = False
         self.device = self._describe_device()
+        if dense:
+            self.region = int(region or default_side(config.tile_size, gpu=self.cuda))
+            self.fixed_regions = self.cuda  # one input shape: one cuDNN autotune
+            return  # regions need no tile slots
         if self.cuda:
             try:
                 self._slots = [_CudaSlot(self, self.batch_size) for _ in range(int(streams))]
@@ -146,8 +154,21 @@ class TorchBackend(Backend):
         return f"{super().scores_identity()}/torch-{self.precision}{'-tf32' if self.tf32 else ''}"
 
     def forward(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fused scorer on a uint8 [B, T, T, 3] tensor already on the device."""
-        return self._scorer(tiles)
+        """The fused scorer's score and amap for a uint8 [B, T, T, 3] tensor already on the device."""
+        score, amap, *_ = self._scorer(tiles)
+        return score, amap
+
+    def infer_region(self, region: np.ndarray) -> RegionMaps:
+        """One region, synchronously: uint8 [H, W, 3] -> the per-scale maps."""
+        if self.region is None:
+            return super().infer_region(region)
+        pixels = torch.from_numpy(check_region(region, self.tile_size, self.region)[None])
+        self._apply_flags()
+        with torch.inference_mode():
+            if self.cuda:
+                pixels = pixels.to(self.torch_device)
+            maps = self._scorer(pixels)[2:]
+            return tuple(m[0].float().cpu().numpy() for m in maps)  # type: ignore[return-value]
 
     # -- running ---------------------------------------------------------------------------------
     def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

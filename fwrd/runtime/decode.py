@@ -1,4 +1,4 @@
-"""Decode workers: read work units into reusable uint8 batch buffers while inference runs.
+"""Decode workers: read work units into reusable uint8 buffers while inference runs.
 
     free buffers --> worker threads (own TileReader each: read a unit's window once, cut its tiles
     into the current buffer) --> ready queue --> consumer (inference) --> buffer back to free
@@ -12,6 +12,14 @@ partly filled buffer at the end, so every planned tile arrives exactly once.
         for batch in decode.batches():
             ... batch.tiles[:batch.count], batch.coords[:batch.count] ...
             decode.release(batch)
+
+Dense scoring (`RegionWorkers`) reads whole regions instead: one buffer per region, holding its pixels,
+so memory is bounded by the regions in flight (the pool), whatever the slide size.
+
+    with RegionWorkers(region_plan, slide_path, workers=2) as decode:
+        for region in decode.batches():
+            ... region.pixels (uint8 [h, w, 3]), region.index ...
+            decode.release(region)
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fwrd.errors import FwrdError, SlideError
 from fwrd.runtime.plan import SlidePlan
+from fwrd.runtime.regions import RegionPlan
 from fwrd.slide.tile_reader import TileReader, open_tile_reader
 
 _DONE = object()
@@ -45,7 +55,135 @@ class BatchBuffer:
         return self.count == len(self.tiles)
 
 
-class DecodeWorkers:
+class RegionBuffer:
+    """One reusable region: room for side x side RGB pixels; `pixels` is the region read into it."""
+
+    def __init__(self, side: int) -> None:
+        self._store = np.empty((side, side, 3), np.uint8)
+        self.pixels = self._store[:0, :0]
+        self.index = -1  # the region of the plan it holds
+        self.count = 0  # grid points the region scores
+
+    def fill(self, index: int, window: np.ndarray, count: int) -> None:
+        h, w = window.shape[:2]
+        self._store[:h, :w] = window
+        self.pixels, self.index, self.count = self._store[:h, :w], index, count
+
+
+class _Workers:
+    """Worker threads that take the plan's units in order and fill buffers from a fixed pool."""
+
+    def __init__(self, units: int, slide_path: str | Path, level: int, *, workers: int, buffers: int,
+                 make_buffer: Callable[[], Any], prefer_direct: bool,
+                 reader_factory: Callable[[], TileReader] | None) -> None:
+        self.slide_path = Path(slide_path)
+        self.units = units
+        self.worker_count = max(1, min(int(workers), max(1, units)))
+        self._reader_factory = reader_factory or (
+            lambda: open_tile_reader(self.slide_path, level, prefer_direct=prefer_direct)
+        )
+        self._free: queue.Queue[Any] = queue.Queue()
+        for _ in range(buffers):
+            self._free.put(make_buffer())
+        self._ready: queue.Queue[object] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._next_unit = 0
+        self._errors: list[BaseException] = []
+        self.busy_seconds = [0.0] * self.worker_count  # time each worker spent reading and copying
+        self.reader_kind = ""
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "_Workers":
+        for wid in range(self.worker_count):
+            thread = threading.Thread(target=self._work, args=(wid,), name=f"fwrd-decode-{wid}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def close(self) -> None:
+        """Stop the workers (after their current window) and wait for them; safe to call twice."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def __enter__(self) -> "_Workers":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def batches(self) -> Iterator[Any]:
+        """Filled buffers as they become ready; raises the first worker error. Release each one."""
+        finished = 0
+        while finished < self.worker_count:
+            item = self._ready.get()
+            if self._errors:
+                raise self._errors[0]
+            if item is _DONE:
+                finished += 1
+                continue
+            yield item
+        if self._errors:
+            raise self._errors[0]
+
+    def release(self, buffer: Any) -> None:
+        buffer.count = 0
+        self._free.put(buffer)
+
+    # -- workers ---------------------------------------------------------------------------------
+    def _take_unit(self) -> int | None:
+        with self._lock:
+            unit = self._next_unit
+            if unit >= self.units or self._stop.is_set():
+                return None
+            self._next_unit += 1
+            return unit
+
+    def _acquire(self) -> Any | None:
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def _work(self, wid: int) -> None:
+        reader: TileReader | None = None
+        try:
+            reader = self._reader_factory()
+            self.reader_kind = reader.kind
+            while (unit := self._take_unit()) is not None:
+                if not self._read_unit(unit, reader, wid):
+                    return
+            self._finish(wid)
+        except FwrdError as exc:
+            self._fail(exc)
+        except OSError as exc:
+            self._fail(SlideError(f"{self.slide_path}: cannot read tiles: {exc.strerror or exc}"))
+        except BaseException as exc:  # a bug: re-raised unchanged in the consumer
+            self._fail(exc)
+        finally:
+            if reader is not None:
+                reader.close()
+            self._ready.put(_DONE)
+
+    def _read_unit(self, unit: int, reader: TileReader, wid: int) -> bool:
+        """Read one unit into buffers; False when stopped while waiting for a buffer."""
+        raise NotImplementedError
+
+    def _finish(self, wid: int) -> None:
+        """After the last unit: hand on whatever this worker still holds."""
+
+    def _fail(self, exc: BaseException) -> None:
+        self._errors.append(exc)
+        self._stop.set()
+
+
+class DecodeWorkers(_Workers):
     """Worker threads filling batch buffers from a slide plan; iterate `batches()`, then `release()`."""
 
     def __init__(
@@ -60,125 +198,74 @@ class DecodeWorkers:
         reader_factory: Callable[[], TileReader] | None = None,
     ) -> None:
         self.plan = plan
-        self.slide_path = Path(slide_path)
         self.batch_size = int(batch_size)
-        self.worker_count = max(1, min(int(workers), max(1, plan.units)))
-        self._reader_factory = reader_factory or (
-            lambda: open_tile_reader(self.slide_path, plan.level, prefer_direct=prefer_direct)
-        )
-        self._free: queue.Queue[BatchBuffer] = queue.Queue()
-        for _ in range(buffers or 2 * self.worker_count + 2):
-            self._free.put(BatchBuffer(self.batch_size, plan.tile))
-        self._ready: queue.Queue[object] = queue.Queue()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._next_unit = 0
-        self._errors: list[BaseException] = []
-        self.busy_seconds = [0.0] * self.worker_count  # time each worker spent reading and copying
-        self.reader_kind = ""
-        self._threads: list[threading.Thread] = []
+        count = max(1, min(int(workers), max(1, plan.units)))
+        super().__init__(plan.units, slide_path, plan.level, workers=workers, buffers=buffers or 2 * count + 2,
+                         make_buffer=lambda: BatchBuffer(self.batch_size, plan.tile),
+                         prefer_direct=prefer_direct, reader_factory=reader_factory)
+        self._current: list[BatchBuffer | None] = [None] * self.worker_count  # each worker's partly filled one
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "DecodeWorkers":
-        for wid in range(self.worker_count):
-            thread = threading.Thread(target=self._work, args=(wid,), name=f"fwrd-decode-{wid}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def close(self) -> None:
-        """Stop the workers (after their current window) and wait for them; safe to call twice."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-
-    def __enter__(self) -> "DecodeWorkers":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- consumer side ---------------------------------------------------------------------------
-    def batches(self) -> Iterator[BatchBuffer]:
-        """Filled buffers as they become ready; raises the first worker error. Release each one."""
-        finished = 0
-        while finished < self.worker_count:
-            item = self._ready.get()
-            if self._errors:
-                raise self._errors[0]
-            if item is _DONE:
-                finished += 1
-                continue
-            assert isinstance(item, BatchBuffer)
-            yield item
-        if self._errors:
-            raise self._errors[0]
-
-    def release(self, buffer: BatchBuffer) -> None:
-        buffer.count = 0
-        self._free.put(buffer)
-
-    # -- workers ---------------------------------------------------------------------------------
-    def _take_unit(self) -> int | None:
-        with self._lock:
-            unit = self._next_unit
-            if unit >= self.plan.units or self._stop.is_set():
-                return None
-            self._next_unit += 1
-            return unit
-
-    def _acquire(self) -> BatchBuffer | None:
-        while not self._stop.is_set():
-            try:
-                return self._free.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-        return None
-
-    def _work(self, wid: int) -> None:
+    def _read_unit(self, unit: int, reader: TileReader, wid: int) -> bool:
         plan, tile = self.plan, self.plan.tile
-        reader: TileReader | None = None
-        buffer: BatchBuffer | None = None
-        try:
-            reader = self._reader_factory()
-            self.reader_kind = reader.kind
-            while (unit := self._take_unit()) is not None:
-                start, end = int(plan.unit_starts[unit]), int(plan.unit_starts[unit + 1])
-                x0, y0 = (int(v) for v in plan.unit_origins[unit])
-                began = time.perf_counter()
-                window = reader.read(x0, y0, int(plan.unit_sides[unit]))
-                for k in range(start, end):
-                    if buffer is None:  # waiting for a free buffer is not decode work
-                        self.busy_seconds[wid] += time.perf_counter() - began
-                        buffer = self._acquire()
-                        if buffer is None:
-                            return
-                        began = time.perf_counter()
-                    ox, oy = plan.offsets[k]
-                    buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
-                    buffer.coords[buffer.count] = plan.points[k]
-                    buffer.count += 1
-                    if buffer.full:
-                        self.busy_seconds[wid] += time.perf_counter() - began
-                        self._ready.put(buffer)
-                        buffer = None
-                        began = time.perf_counter()
+        start, end = int(plan.unit_starts[unit]), int(plan.unit_starts[unit + 1])
+        x0, y0 = (int(v) for v in plan.unit_origins[unit])
+        began = time.perf_counter()
+        window = reader.read(x0, y0, int(plan.unit_sides[unit]))
+        buffer = self._current[wid]
+        for k in range(start, end):
+            if buffer is None:  # waiting for a free buffer is not decode work
                 self.busy_seconds[wid] += time.perf_counter() - began
-            if buffer is not None and buffer.count:
+                buffer = self._current[wid] = self._acquire()
+                if buffer is None:
+                    return False
+                began = time.perf_counter()
+            ox, oy = plan.offsets[k]
+            buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
+            buffer.coords[buffer.count] = plan.points[k]
+            buffer.count += 1
+            if buffer.full:
+                self.busy_seconds[wid] += time.perf_counter() - began
                 self._ready.put(buffer)
-                buffer = None
-        except FwrdError as exc:
-            self._fail(exc)
-        except OSError as exc:
-            self._fail(SlideError(f"{self.slide_path}: cannot read tiles: {exc.strerror or exc}"))
-        except BaseException as exc:  # a bug: re-raised unchanged in the consumer
-            self._fail(exc)
-        finally:
-            if reader is not None:
-                reader.close()
-            self._ready.put(_DONE)
+                buffer = self._current[wid] = None
+                began = time.perf_counter()
+        self.busy_seconds[wid] += time.perf_counter() - began
+        return True
 
-    def _fail(self, exc: BaseException) -> None:
-        self._errors.append(exc)
-        self._stop.set()
+    def _finish(self, wid: int) -> None:
+        buffer, self._current[wid] = self._current[wid], None
+        if buffer is not None and buffer.count:
+            self._ready.put(buffer)
+
+
+class RegionWorkers(_Workers):
+    """Worker threads reading a region plan's regions, one buffer each; iterate `batches()`, `release()`."""
+
+    def __init__(
+        self,
+        plan: RegionPlan,
+        slide_path: str | Path,
+        *,
+        workers: int = 2,
+        buffers: int | None = None,
+        prefer_direct: bool = True,
+        reader_factory: Callable[[], TileReader] | None = None,
+    ) -> None:
+        self.plan = plan
+        count = max(1, min(int(workers), max(1, plan.regions)))
+        side = int(plan.sizes.max()) if plan.regions else 0
+        super().__init__(plan.regions, slide_path, plan.tiles.level, workers=workers,
+                         buffers=buffers or count + 1, make_buffer=lambda: RegionBuffer(side),
+                         prefer_direct=prefer_direct, reader_factory=reader_factory)
+
+    def _read_unit(self, unit: int, reader: TileReader, wid: int) -> bool:
+        buffer = self._acquire()  # waiting for a free buffer is not decode work
+        if buffer is None:
+            return False
+        began = time.perf_counter()
+        x0, y0 = (int(v) for v in self.plan.origins[unit])
+        width, height = (int(v) for v in self.plan.sizes[unit])
+        count = int(self.plan.region_starts[unit + 1] - self.plan.region_starts[unit])
+        buffer.fill(unit, reader.read(x0, y0, width, height), count)
+        self.busy_seconds[wid] += time.perf_counter() - began
+        self._ready.put(buffer)
+        return True

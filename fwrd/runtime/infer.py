@@ -6,6 +6,9 @@ flight copies them first). The clock is split three ways: waiting for decode (th
 decode-bound when this grows), the sink (writing results), and the rest (inference).
 
     times = run_stream(backend, decode, sink=lambda coords, scores: grid.add(coords, scores))
+
+Dense scoring streams regions instead (`run_region_stream`): the backend returns each region's
+per-scale maps and every tile window the region scores is read off them (fwrd.runtime.window_scores).
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fwrd.runtime.backends.base import Backend
-from fwrd.runtime.decode import BatchBuffer, DecodeWorkers
+from fwrd.runtime.decode import BatchBuffer, DecodeWorkers, RegionBuffer, RegionWorkers
+from fwrd.runtime.window_scores import scores_at
 
 
 @dataclass
@@ -45,6 +50,42 @@ class StreamTimes:
         return max(shares, key=shares.__getitem__)
 
 
+def _feed(decode: DecodeWorkers | RegionWorkers, times: StreamTimes,
+          item: Callable[[Any], tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray]]:
+    """(tag, pixels) of each ready buffer; a buffer goes back to the pool when the backend asks for the next."""
+    previous: BatchBuffer | RegionBuffer | None = None
+    source = decode.batches()
+    while True:
+        if previous is not None:  # the backend asked for the next one: the last one is free
+            decode.release(previous)
+            previous = None
+        waited = time.perf_counter()
+        buffer = next(source, None)
+        times.wait_decode += time.perf_counter() - waited
+        if buffer is None:
+            return
+        previous = buffer
+        yield item(buffer)
+
+
+def _count(times: StreamTimes, coords: np.ndarray, sink: Callable[[np.ndarray, np.ndarray], None],
+           scores: np.ndarray, on_progress: Callable[[int], None] | None) -> None:
+    began = time.perf_counter()
+    sink(coords, scores)
+    times.tiles += len(coords)
+    times.batches += 1
+    if on_progress is not None:
+        on_progress(len(coords))
+    times.write += time.perf_counter() - began
+
+
+def _finish(times: StreamTimes, started: float, decode: DecodeWorkers | RegionWorkers) -> StreamTimes:
+    times.wall = time.perf_counter() - started
+    times.inference = max(0.0, times.wall - times.wait_decode - times.write)
+    times.decode_busy = float(sum(decode.busy_seconds))
+    return times
+
+
 def run_stream(
     backend: Backend,
     decode: DecodeWorkers,
@@ -54,34 +95,28 @@ def run_stream(
     """Score every batch `decode` produces; `sink(coords, scores)` is called in batch order."""
     times = StreamTimes()
     started = time.perf_counter()
-
-    def feed() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        previous: BatchBuffer | None = None
-        source = decode.batches()
-        while True:
-            if previous is not None:  # the backend asked for the next batch: the last one is free
-                decode.release(previous)
-                previous = None
-            waited = time.perf_counter()
-            batch = next(source, None)
-            times.wait_decode += time.perf_counter() - waited
-            if batch is None:
-                return
-            previous = batch
-            yield batch.coords[: batch.count].copy(), batch.tiles[: batch.count]
-
-    for coords, scores, _amap in backend.run_batches(feed()):
-        began = time.perf_counter()
+    batches = _feed(decode, times, lambda b: (b.coords[: b.count].copy(), b.tiles[: b.count]))
+    for coords, scores, _amap in backend.run_batches(batches):
         scores = np.asarray(scores, np.float32).reshape(-1)
         if len(scores) != len(coords):
             raise RuntimeError(f"backend returned {len(scores)} scores for {len(coords)} tiles")
-        sink(coords, scores)
-        times.tiles += len(coords)
-        times.batches += 1
-        if on_progress is not None:
-            on_progress(len(coords))
-        times.write += time.perf_counter() - began
-    times.wall = time.perf_counter() - started
-    times.inference = max(0.0, times.wall - times.wait_decode - times.write)
-    times.decode_busy = float(sum(decode.busy_seconds))
-    return times
+        _count(times, coords, sink, scores, on_progress)
+    return _finish(times, started, decode)
+
+
+def run_region_stream(
+    backend: Backend,
+    decode: RegionWorkers,
+    sink: Callable[[np.ndarray, np.ndarray], None],
+    on_progress: Callable[[int], None] | None = None,
+) -> StreamTimes:
+    """Dense scoring: one backend pass per region `decode` produces, then the scores of the grid points
+    it holds; `sink(coords, scores)` per region, in the order regions finish."""
+    plan = decode.plan
+    times = StreamTimes()
+    started = time.perf_counter()
+    for index, maps in backend.run_regions(_feed(decode, times, lambda r: (r.index, r.pixels))):
+        a, b = int(plan.region_starts[index]), int(plan.region_starts[index + 1])
+        scores = scores_at(maps, plan.tiles.tile, plan.offsets[a:b])
+        _count(times, plan.points[a:b], sink, scores, on_progress)
+    return _finish(times, started, decode)

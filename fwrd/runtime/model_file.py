@@ -22,6 +22,7 @@ from fwrd.config import (
     META_CONFIG,
     META_FORMAT,
     OUTPUT_AMAP,
+    OUTPUT_MAPS,
     OUTPUT_SCORE,
     FWRDConfig,
 )
@@ -95,6 +96,14 @@ def check_fwrd_model(
             raise ModelError(f"{source}: outputs are [{names}]; fwrd models have {OUTPUT_SCORE!r} and {OUTPUT_AMAP!r}")
         _check_tensor(source, by_name[name], "float32", shape, "output")
     return config
+
+
+def scores_regions(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> bool:
+    """Whether a model (checked by `check_fwrd_model`) takes regions: dynamic height and width, and the
+    per-scale maps dense scoring reads."""
+    dims = list(inputs[0][2]) if inputs else []
+    dynamic = len(dims) == 4 and all(not isinstance(d, int) or d < 0 for d in dims[1:3])
+    return dynamic and set(OUTPUT_MAPS) <= {spec[0] for spec in outputs}
 
 
 def dtype_name(dtype: Any) -> str:

@@ -29,7 +29,13 @@ class RunSettings:
             interrupted slide from its journal.
         prefer_direct: decode tiled-JPEG TIFF levels directly (libjpeg-turbo) instead of via OpenSlide.
         progress: show a progress bar per slide on stderr.
-        buffers: uint8 batch buffers in flight (None: 2 per worker + 2); bounds memory.
+        buffers: uint8 batch buffers in flight (None: 2 per worker + 2; dense: a region buffer per
+            worker + 1); bounds memory.
+        dense: score the grid from region passes (fwrd.runtime.regions) instead of one pass per tile.
+        region: dense only: largest region side, level pixels, a multiple of 32 (None: the backend's
+            default, see fwrd.runtime.regions.default_side).
+        margin: dense only: context kept around every tile window, level pixels, a multiple of 32
+            (None: fwrd.runtime.regions.default_margin).
     """
 
     batch_size: int = 16
@@ -43,6 +49,9 @@ class RunSettings:
     prefer_direct: bool = True
     progress: bool = True
     buffers: int | None = None
+    dense: bool = False
+    region: int | None = None
+    margin: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "workers"):
@@ -60,6 +69,13 @@ class RunSettings:
             raise FwrdError(f"NMS radius must be at least 1 cell, got {self.nms_radius}")
         if self.buffers is not None and self.buffers < 2:
             raise FwrdError(f"at least 2 batch buffers are needed, got {self.buffers}")
+        for name in ("region", "margin"):
+            value = getattr(self, name)
+            if value is not None and (value < 0 or value % 32 or (name == "region" and value == 0)):
+                raise FwrdError(f"--{name} must be a {'positive' if name == 'region' else 'non-negative'} "
+                                f"multiple of 32 pixels, got {value}")
+            if value is not None and not self.dense:
+                raise FwrdError(f"--{name} sets how --dense scores a slide; give --dense too")
 
     @property
     def buffer_count(self) -> int:
@@ -69,6 +85,8 @@ class RunSettings:
         """Identifies what the tile scores depend on (model, grid, resolution and the slide file, see
         fwrd.slide.identity): the resume journal's key."""
         fields = {"model": model_sha256, "stride": self.stride, "mpp": self.mpp, "min_tissue": self.min_tissue}
+        if self.dense:  # other scores than tile passes (and, within a tolerance, per region geometry)
+            fields["dense"] = {"region": self.region, "margin": self.margin}
         if slide:
             fields["slide"] = slide
         return _digest(fields)

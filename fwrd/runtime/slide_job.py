@@ -14,13 +14,17 @@ become "ok, score 0".
 
     with open_backend("rd.onnx") as backend:
         result = score_slide("tumor_001.tif", backend, Path("out"), RunSettings(stride=64))
+
+Dense scoring (`RunSettings(dense=True)`, a backend opened with `region=...`): the same grid and outputs,
+scored from region passes (fwrd.runtime.regions, RegionWorkers, run_region_stream); summary.json records
+the mode and the region geometry, and the resume keys differ from per-tile scoring's.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,8 @@ from tqdm import tqdm
 from fwrd.atomic import remove_stale_temps
 from fwrd.errors import FwrdError, ModelError
 from fwrd.runtime.backends.base import Backend
-from fwrd.runtime.decode import DecodeWorkers
-from fwrd.runtime.infer import StreamTimes, run_stream
+from fwrd.runtime.decode import DecodeWorkers, RegionWorkers
+from fwrd.runtime.infer import StreamTimes, run_region_stream, run_stream
 from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
@@ -58,6 +62,7 @@ from fwrd.runtime.outputs.tiles import (
     write_tiles_csv,
 )
 from fwrd.runtime.plan import SlidePlan, plan_slide
+from fwrd.runtime.regions import RegionPlan, default_margin, plan_regions
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.identity import slide_identity
 from fwrd.slide.reader import Slide, open_slide
@@ -86,6 +91,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     """
     began = time.perf_counter()
     slide_path, out_dir = Path(slide_path), Path(out_dir)
+    settings = dense_settings(settings, backend)
     name = slide_path.stem
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
@@ -103,13 +109,20 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
         t_open = time.perf_counter() - began
         mark = time.perf_counter()
         plan = plan_slide(slide, backend.config, settings)
+
+        regions = None
+        if settings.dense:
+            assert settings.region is not None and settings.margin is not None  # dense_settings filled them
+            regions = plan_regions(plan, settings.region, settings.margin, fixed=backend.fixed_regions)
         t_tissue = time.perf_counter() - mark
 
         grid = ScoreGrid(plan.geometry)
         journal_file = journal_path(staging / "tiles.csv")
         score_key = settings.score_key(backend.scores_identity(), identity)
         resumed = _load_journal(journal_file, score_key, grid, plan) if settings.resume else 0
-        todo = plan.without(grid.is_scored(plan.points)) if resumed else plan
+        todo: SlidePlan | RegionPlan = regions if regions is not None else plan
+        if resumed:
+            todo = todo.without(grid.is_scored(todo.points))
 
         journal = TileJournal(journal_file, score_key, continue_existing=resumed > 0)
         try:
@@ -121,6 +134,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
         _check_finite(grid, backend, slide)
         threshold = backend.config.threshold if settings.threshold is None else settings.threshold
         summary = _write_outputs(slide, staging, plan, grid, threshold, settings)
+        summary.update(_mode(settings, regions))
         t_write = time.perf_counter() - mark + times.write
 
     summary.update(
@@ -128,7 +142,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
             "backend": backend.name,
             "device": backend.device,
             "precision": backend.precision,
-            "batch_size": _batch_size(backend, settings),
+            "batch_size": None if settings.dense else _batch_size(backend, settings),  # dense: a region a pass
             "workers": times.workers,  # decode threads that ran (at most one per work unit; 0: all resumed)
             "reader": times.reader,
             "tiles_resumed": resumed,
@@ -160,6 +174,31 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     journal.discard()  # only now: a crash before the summary can still resume from the journal
     swap_in(staging, final)
     return SlideResult(name, slide_path, "ok", summary["score"], "", final, summary)
+
+
+def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
+    """`settings` with the region side and margin a dense run uses filled in (they are part of the resume
+    keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions."""
+    if not settings.dense:
+        return settings
+    if backend.region is None:
+        raise ModelError(f"{backend.name} backend was not opened for dense scoring (open_backend(..., dense=True))")
+    if settings.region is not None and settings.region != backend.region:
+        raise ModelError(f"the backend was opened for regions of {backend.region} px, the settings ask for "
+                         f"{settings.region}")
+    margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
+    return replace(settings, region=backend.region, margin=margin)
+
+
+def _mode(settings: RunSettings, regions: RegionPlan | None) -> dict[str, Any]:
+    """summary.json's record of how the grid was scored."""
+    if regions is None:
+        return {"mode": "tiles"}
+    return {"mode": "dense", "dense": {
+        "region_side": regions.side, "margin": regions.margin, "cell_points": regions.cell,
+        "regions": regions.regions, "region_pixels": regions.pixels,
+        "tile_pixels": int(regions.grid_total) * regions.tiles.tile ** 2,
+    }}
 
 
 def _already_done(out_dir: Path, name: str, run_key: str, identity: str) -> dict[str, Any] | None:
@@ -218,7 +257,7 @@ def _load_journal(path: Path, key: str, grid: ScoreGrid, plan: SlidePlan) -> int
 
 
 def _stream(
-    slide: Slide, todo: SlidePlan, backend: Backend, settings: RunSettings, grid: ScoreGrid,
+    slide: Slide, todo: SlidePlan | RegionPlan, backend: Backend, settings: RunSettings, grid: ScoreGrid,
     journal: TileJournal, resumed: int,
 ) -> StreamTimes:
     def sink(coords: np.ndarray, scores: np.ndarray) -> None:
@@ -229,17 +268,25 @@ def _stream(
         total=todo.grid_total, initial=resumed, unit="tile", desc=slide.name, file=sys.stderr,
         disable=not settings.progress, dynamic_ncols=True, leave=False, mininterval=0.5,
     )
-    decode = DecodeWorkers(
-        todo, slide.path, batch_size=_batch_size(backend, settings), workers=settings.workers,
-        buffers=settings.buffer_count, prefer_direct=settings.prefer_direct,
-    )
+    decode: DecodeWorkers | RegionWorkers
+    if isinstance(todo, RegionPlan):
+        decode = RegionWorkers(todo, slide.path, workers=settings.workers, buffers=settings.buffers,
+                               prefer_direct=settings.prefer_direct)
+    else:
+        decode = DecodeWorkers(
+            todo, slide.path, batch_size=_batch_size(backend, settings), workers=settings.workers,
+            buffers=settings.buffer_count, prefer_direct=settings.prefer_direct,
+        )
     try:
         with decode:
-            times = run_stream(backend, decode, sink, on_progress=bar.update)
+            if isinstance(decode, RegionWorkers):
+                times = run_region_stream(backend, decode, sink, on_progress=bar.update)
+            else:
+                times = run_stream(backend, decode, sink, on_progress=bar.update)
     finally:
         bar.close()
     times.reader = decode.reader_kind
-    times.workers = decode.worker_count if todo.units else 0
+    times.workers = decode.worker_count if decode.units else 0
     return times
 
 

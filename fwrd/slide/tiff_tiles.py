@@ -110,11 +110,14 @@ class DirectTiffTileReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def read(self, x: int, y: int, size: int) -> np.ndarray:
-        """`size` x `size` pixels of this level whose top-left is (x, y) in level-0 pixels."""
+    def read(self, x: int, y: int, size: int, height: int | None = None) -> np.ndarray:
+        """`size` x `size` pixels (`size` wide, `height` high when given) of this level whose top-left is
+        (x, y) in level-0 pixels."""
         lx = int(round(x / self.downsample))
         ly = int(round(y / self.downsample))
         tw, th = self.tile_w, self.tile_h
+        if height is not None and height != size:
+            return self._assemble(lx, ly, size, height)
         if size == tw == th and lx % tw == 0 and ly % th == 0 and 0 <= lx and 0 <= ly:
             if lx + tw <= self.width and ly + th <= self.height:
                 tile = self._decode(ly // th * self._across + lx // tw)

@@ -6,6 +6,7 @@ same pixels for the same request (see tests/test_tiff_tiles.py), so the choice i
     reader = open_tile_reader("tumor_001.tif", level=0)
     print(reader.kind)                  # "tifffile" for tiled-JPEG TIFF/SVS, else "openslide"
     tile = reader.read(2048, 4096, 256)  # uint8 [256, 256, 3] RGB, white outside the slide
+    region = reader.read(0, 0, 1024, 768)  # uint8 [768, 1024, 3]: width 1024, height 768
     reader.close()
 """
 
@@ -30,8 +31,9 @@ class TileReader(Protocol):
 
     kind: str
 
-    def read(self, x: int, y: int, size: int) -> np.ndarray:
-        """`size` x `size` pixels at the reader's level, top-left (x, y) in level-0 pixels."""
+    def read(self, x: int, y: int, size: int, height: int | None = None) -> np.ndarray:
+        """`size` x `size` pixels (`size` wide and `height` high when given) at the reader's level,
+        top-left (x, y) in level-0 pixels."""
         ...
 
     def close(self) -> None: ...
@@ -46,8 +48,8 @@ class OpenSlideTileReader:
         self.slide = slide
         self.level = level
 
-    def read(self, x: int, y: int, size: int) -> np.ndarray:
-        return self.slide.read_region((x, y), self.level, (size, size))
+    def read(self, x: int, y: int, size: int, height: int | None = None) -> np.ndarray:
+        return self.slide.read_region((x, y), self.level, (size, size if height is None else height))
 
     def close(self) -> None:
         self.slide.close()

@@ -32,6 +32,18 @@ v10.0.0, v10.8.0, v10.13.3, v11.0, v11.1; onnx-tensorrt `ModelImporter.cpp`, `on
   BF16 only (operators.md).
 - The runtime refuses a plan from another TensorRT version or compute capability, and loads one from
   another GPU model of the same compute capability with a warning.
+- Optimisation profiles: a new execution context is on profile 0 ("The newly created execution context
+  will be assigned optimization profile 0", NvInferRuntime.h v10.8.0 l.4344);
+  `set_optimization_profile_async(profile_index, stream_handle)` raises RuntimeError("Error in set
+  optimization profile async.") when the C++ call fails, e.g. an index outside the engine's profiles
+  (pyCore.cpp v10.0.0 l.340-346, v10.8.0 l.333-339, v11.1 l.336-342: PY_ASSERT_RUNTIME_ERROR), and
+  switching invalidates the input shapes set before ("Changing this value will invalidate all dynamic
+  bindings ... they have to be set again using set_input_shape", pyCoreDoc.h v10.8.0 l.401);
+  `create_execution_context(strategy=ExecutionContextAllocationStrategy.STATIC)` takes STATIC,
+  ON_PROFILE_CHANGE or USER_MANAGED (pyCore.cpp v10.0.0 l.1169-1171; NvInferRuntime.h v10.8.0
+  l.2976-2981). Range imports as a fill layer (onnxOpImporters.cpp 10.1-GA l.4180-4236).
+- A context reports an output's shape for the input shapes set (`get_tensor_shape`): the fake runs the
+  graph once on zeros of those shapes to learn it, where the output's dimensions are not the inputs'.
 
 In every flavour the calls removed in TensorRT 10 (`execute_async_v2`, `get_binding_index`,
 `num_bindings`, `set_binding_shape`, `max_workspace_size`, `build_engine`, `binding_is_input`, ...) do
@@ -91,7 +103,7 @@ OP_LAYER = {
     "Gemm": "MATRIX_MULTIPLY", "AveragePool": "POOLING", "MaxPool": "POOLING",
     "GlobalAveragePool": "REDUCE", "BatchNormalization": "SCALE", "InstanceNormalization": "NORMALIZATION",
     "LayerNormalization": "NORMALIZATION", "Softmax": "SOFTMAX", "Identity": "IDENTITY",
-    "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "ReduceMin": "REDUCE",
+    "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE", "ReduceMin": "REDUCE", "Range": "FILL",
 }
 # docs/operators.md (onnx-tensorrt 10.1-GA), "Supported Types" of the ops whose input type the fake checks.
 FLOAT_TYPES = {"FLOAT", "HALF", "BF16"}
@@ -895,8 +907,25 @@ class ICudaEngine(_Strict):
     def device_memory_size_v2(self) -> int:
         return 1 << 20
 
-    def create_execution_context(self) -> "IExecutionContext":
-        return self._env.cls("IExecutionContext")(self)
+    def create_execution_context(self, strategy: Any = None) -> "IExecutionContext":
+        allocation = self._env.enum("ExecutionContextAllocationStrategy")
+        strategy = allocation.STATIC if strategy is None else strategy
+        if not isinstance(strategy, allocation):
+            raise TypeError("create_execution_context(): incompatible function arguments")
+        context = self._env.cls("IExecutionContext")(self)
+        context.allocation_strategy = strategy
+        return context
+
+    def output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """The output shapes for these input shapes, from one run of the graph on zeros (cached)."""
+        key = tuple(sorted(shapes.items()))
+        cache = self.__dict__.setdefault("_output_shapes", {})
+        if key not in cache:
+            feeds = {t["name"]: np.zeros(shapes[t["name"]], TRT_TO_NP[t["dtype"]])
+                     for t in self._io if t["mode"] == "INPUT"}
+            names = [t["name"] for t in self._io if t["mode"] == "OUTPUT"]
+            cache[key] = {n: tuple(v.shape) for n, v in zip(names, self.session().run(names, feeds))}
+        return cache[key]
 
     def serialize(self) -> IHostMemory:
         header = json.dumps(self._header).encode()
@@ -938,7 +967,9 @@ class IExecutionContext(_Strict):
 
     def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
         if not 0 <= profile_index < self.engine.num_optimization_profiles:
-            return False
+            raise RuntimeError("Error in set optimization profile async.")
+        if profile_index != self.active_optimization_profile:
+            self._shapes.clear()  # the dynamic shapes set so far belonged to the other profile
         self.active_optimization_profile = profile_index
         return True
 
@@ -966,7 +997,10 @@ class IExecutionContext(_Strict):
                 for param, size in zip(inp["params"], self._shapes[inp["name"]]):
                     if param:
                         sizes[param] = size
-        return Dims(sizes.get(p, -1) if d == -1 else d for d, p in zip(t["shape"], t["params"]))
+        dims = tuple(sizes.get(p, -1) if d == -1 else d for d, p in zip(t["shape"], t["params"]))
+        if -1 in dims and not self.infer_shapes():  # e.g. "height/4": what the graph computes
+            dims = self.engine.output_shapes(self._shapes)[name]
+        return Dims(dims)
 
     def set_tensor_address(self, name: str, memory: int) -> bool:
         try:
@@ -1081,6 +1115,8 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
         "DataType": enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4,
                                               "UINT8": 5, "FP8": 6, "BF16": 7, "INT64": 8, "INT4": 9}),
         "TensorIOMode": enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2}),
+        "ExecutionContextAllocationStrategy": enum.IntEnum("ExecutionContextAllocationStrategy", {
+            "STATIC": 0, "ON_PROFILE_CHANGE": 1, "USER_MANAGED": 2}),
         "LayerType": enum.IntEnum("LayerType", {n: i for i, n in enumerate(LAYER_TYPES)}),
         "ErrorCode": enum.IntEnum("ErrorCode", {n: i for i, n in enumerate([
             "SUCCESS", "INTERNAL_ERROR", "MEM_ALLOC_FAILED", "MODEL_DESERIALIZE_FAILED", "INVALID_VALUE",

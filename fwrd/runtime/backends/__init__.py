@@ -7,6 +7,8 @@ here that imports torch, and only when asked for).
 
     with open_backend("rd.onnx", batch_size=32) as backend:
         score, amap = backend.infer(tiles)
+    with open_backend("rd.onnx", dense=True) as backend:      # regions up to backend.region px a side
+        maps = backend.infer_region(region)
 """
 
 from __future__ import annotations
@@ -25,19 +27,23 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 def open_backend(
     model: str | Path, backend: str = "auto", batch_size: int = 16, threads: int | None = None,
     *, device: str = "auto", precision: str = "auto", cuda_graphs: bool = True, tf32: bool = False,
+    dense: bool = False, region: int | None = None,
 ) -> Backend:
     """Load `model` on the best (or the named) backend; ModelError / DependencyMissing say why not.
 
     `device`, `precision`, `cuda_graphs` and `tf32` belong to the torch backend (an ONNX model or a
     plan carries its precision and picks its device). The returned backend also carries `model_path` and
     `model_sha256` (recorded in summary.json and used by `--resume` to tell whether existing outputs came
-    from the same model).
+    from the same model). `dense=True` opens it for region passes of at most `region` pixels a side (None:
+    the backend's default); a model that cannot score regions is refused then, in one line.
     """
     path = Path(model)
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if batch_size < 1:
         raise ModelError(f"batch size must be at least 1, got {batch_size}")
+    if region is not None and (not dense or region < 32 or region % 32):
+        raise ModelError(f"region side {region}: give a positive multiple of 32 pixels, with dense=True")
     if not path.is_file():
         raise InputNotFound(f"model not found: {path}")
     if backend != "torch" and (device, precision, cuda_graphs, tf32) != ("auto", "auto", True, False):
@@ -46,11 +52,11 @@ def open_backend(
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     if backend == "torch":
         opened = _open_torch(path, batch_size, threads, device=device, precision=precision,
-                             cuda_graphs=cuda_graphs, tf32=tf32)
+                             cuda_graphs=cuda_graphs, tf32=tf32, dense=dense, region=region)
     elif is_engine:
         if backend == "onnxruntime":
             raise ModelError(f"{path}: a TensorRT engine runs on the tensorrt backend, not onnxruntime")
-        opened = _open_tensorrt(path, batch_size)
+        opened = _open_tensorrt(path, batch_size, dense, region)
     else:
         if backend == "tensorrt":
             raise ModelError(
@@ -60,13 +66,13 @@ def open_backend(
         refuse_checkpoint(path)
         from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        opened = OnnxRuntimeBackend(path, threads=threads, batch_size=batch_size)
+        opened = OnnxRuntimeBackend(path, threads=threads, batch_size=batch_size, dense=dense, region=region)
     opened.model_path = path  # type: ignore[attr-defined]
     opened.model_sha256 = file_sha256(path)  # type: ignore[attr-defined]
     return opened
 
 
-def _open_tensorrt(path: Path, batch_size: int) -> Backend:
+def _open_tensorrt(path: Path, batch_size: int, dense: bool, region: int | None) -> Backend:
     try:
         module = importlib.import_module("fwrd.runtime.backends.tensorrt")
     except ImportError as exc:
@@ -74,7 +80,7 @@ def _open_tensorrt(path: Path, batch_size: int) -> Backend:
     available, reason = module.tensorrt_status()
     if not available:
         raise DependencyMissing(f"cannot run {path}: {reason}")
-    return module.TensorRTBackend.from_plan(path, batch_size=batch_size)
+    return module.TensorRTBackend.from_plan(path, batch_size=batch_size, dense=dense, region=region)
 
 
 def _open_torch(path: Path, batch_size: int, threads: int | None, **options: object) -> Backend:

@@ -15,6 +15,10 @@ compute.
 
     backend = OnnxRuntimeBackend("rd.onnx")
     score, amap = backend.infer(tiles)   # uint8 [B, T, T, 3] -> float32 [B], [B, T/4, T/4]
+
+For dense scoring (`dense=True`) the session also takes regions up to `region` pixels a side (a graph
+exported with dynamic height and width); the TensorRT EP then gets one profile for batch 1 from one
+tile up to that side instead of the tile profile.
 """
 
 from __future__ import annotations
@@ -30,10 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from fwrd.config import INPUT_NAME, META_CONFIG, META_PRECISION, META_TARGET, OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig
+from fwrd.config import (
+    INPUT_NAME,
+    META_CONFIG,
+    META_PRECISION,
+    META_TARGET,
+    OUTPUT_AMAP,
+    OUTPUT_MAPS,
+    OUTPUT_SCORE,
+    FWRDConfig,
+)
 from fwrd.errors import DependencyMissing, InputNotFound, ModelError
-from fwrd.runtime.backends.base import Backend, check_tiles
-from fwrd.runtime.model_file import check_fwrd_model, read_onnx_metadata
+from fwrd.runtime.backends.base import Backend, RegionMaps, check_region, check_tiles, dense_unsupported
+from fwrd.runtime.model_file import check_fwrd_model, read_onnx_metadata, scores_regions
+from fwrd.runtime.regions import default_side
 
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -89,7 +103,8 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(
-        self, path: str | Path, *, device: str = "auto", threads: int | None = None, batch_size: int = 16
+        self, path: str | Path, *, device: str = "auto", threads: int | None = None, batch_size: int = 16,
+        dense: bool = False, region: int | None = None,
     ) -> None:
         ort = import_onnxruntime()
         path = Path(path)
@@ -104,8 +119,11 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         providers = choose_providers(ort.get_available_providers(), device)
+        if dense and region is None and providers[0] in GPU_PROVIDERS:  # the TensorRT EP's profile needs it now
+            tile = _tile_size(read_onnx_metadata(path))
+            region = default_side(tile, gpu=True) if tile is not None else None
         if providers[0] in GPU_PROVIDERS:
-            providers = self._gpu_providers(path, providers, device, batch_size, notes)
+            providers = self._gpu_providers(path, providers, device, batch_size, notes, region if dense else None)
         self._session = self._create_session(ort, path, options, providers, notes)
         meta = dict(self._session.get_modelmeta().custom_metadata_map)
         inputs = [(a.name, a.type, a.shape) for a in self._session.get_inputs()]
@@ -122,10 +140,16 @@ class OnnxRuntimeBackend(Backend):
             "TensorrtExecutionProvider": "cuda (ONNX Runtime TensorRT EP)",
             "CUDAExecutionProvider": "cuda (ONNX Runtime CUDA EP)",
         }.get(self.providers[0], f"cpu ({options.intra_op_num_threads} threads)")
+        if dense:
+            problem = dense_unsupported(path.name, self.precision, scores_regions(inputs, outputs))
+            if problem:
+                raise ModelError(problem)
+            self.region = int(region or default_side(config.tile_size, gpu=self._on_gpu))
+            self.fixed_regions = self._on_gpu  # GPU providers tune kernels per input shape
 
     @staticmethod
     def _gpu_providers(path: Path, providers: list[str], device: str, batch_size: int,
-                       notes: list[str]) -> list[Any]:
+                       notes: list[str], region: int | None) -> list[Any]:
         """GPU providers with their options; the int8 CPU graph stays off them."""
         meta = read_onnx_metadata(path)
         if meta.get(META_PRECISION) == "int8" and meta.get(META_TARGET, "cpu") != "tensorrt":
@@ -136,11 +160,7 @@ class OnnxRuntimeBackend(Backend):
             notes.append(f"{path.name} is the int8 CPU graph: running it on the CPU although a GPU provider is "
                          "available (export fp16, or int8 with --target tensorrt, for the GPU)")
             return ["CPUExecutionProvider"]
-        try:
-            tile = FWRDConfig.from_json(meta.get(META_CONFIG, "")).tile_size
-        except Exception:  # not an fwrd model: check_fwrd_model says so once the session is open
-            tile = None
-        return _with_options(providers, path, tile, batch_size, notes)
+        return _with_options(providers, path, _tile_size(meta), batch_size, notes, region)
 
     @staticmethod
     def _create_session(ort: Any, path: Path, options: Any, providers: list[Any], notes: list[str]) -> Any:
@@ -171,6 +191,17 @@ class OnnxRuntimeBackend(Backend):
             scores.append(score[:n])
             amaps.append(amap[:n])
         return np.concatenate(scores), np.concatenate(amaps)
+
+    def infer_region(self, region: np.ndarray) -> RegionMaps:
+        if self.region is None:
+            return super().infer_region(region)
+        pixels = check_region(region, self.tile_size, self.region)[None]
+        if self._on_gpu:
+            with _banner_to(self.notes, echo=True):
+                maps = self._session.run(list(OUTPUT_MAPS), {INPUT_NAME: pixels})
+        else:
+            maps = self._session.run(list(OUTPUT_MAPS), {INPUT_NAME: pixels})
+        return tuple(np.asarray(m, np.float32)[0] for m in maps)  # type: ignore[return-value]
 
     def _run(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._on_gpu:  # a provider failing mid-run makes ONNX Runtime print its fallback banner
@@ -207,9 +238,18 @@ def _cache_dir(path: Path) -> Path | None:
     return None
 
 
-def tensorrt_options(path: Path, tile: int | None, batch_size: int) -> dict[str, Any]:
+def _tile_size(meta: dict[str, str]) -> int | None:
+    """The tile size in a model's metadata (None when it is not an fwrd model: the session says so)."""
+    try:
+        return FWRDConfig.from_json(meta.get(META_CONFIG, "")).tile_size
+    except Exception:
+        return None
+
+
+def tensorrt_options(path: Path, tile: int | None, batch_size: int, region: int | None = None) -> dict[str, Any]:
     """The TensorRT EP's options: engine and timing caches next to the model, and one profile covering
-    batches 1..batch_size, so a slide's smaller last batch never triggers an engine rebuild."""
+    batches 1..batch_size, so a slide's smaller last batch never triggers an engine rebuild; for dense
+    scoring (`region`), batch 1 from one tile up to region x region pixels instead."""
     options: dict[str, Any] = {}
     cache = _cache_dir(path)
     if cache is not None:
@@ -217,19 +257,20 @@ def tensorrt_options(path: Path, tile: int | None, batch_size: int) -> dict[str,
                        trt_timing_cache_enable=True, trt_timing_cache_path=str(cache))
     if tile is not None:
         shape = f"{tile}x{tile}x3"
+        top = f"{batch_size}x{shape}" if region is None else f"1x{region}x{region}x3"
         options.update(trt_profile_min_shapes=f"{INPUT_NAME}:1x{shape}",
-                       trt_profile_opt_shapes=f"{INPUT_NAME}:{batch_size}x{shape}",
-                       trt_profile_max_shapes=f"{INPUT_NAME}:{batch_size}x{shape}")
+                       trt_profile_opt_shapes=f"{INPUT_NAME}:{top}",
+                       trt_profile_max_shapes=f"{INPUT_NAME}:{top}")
     return options
 
 
 def _with_options(providers: list[str], path: Path, tile: int | None, batch_size: int,
-                  notes: list[str]) -> list[Any]:
+                  notes: list[str], region: int | None = None) -> list[Any]:
     """Provider list for InferenceSession, the TensorRT EP with its options."""
     out: list[Any] = []
     for name in providers:
         if name == "TensorrtExecutionProvider":
-            options = tensorrt_options(path, tile, batch_size)
+            options = tensorrt_options(path, tile, batch_size, region)
             if "trt_engine_cache_path" not in options:
                 notes.append("no writable folder for the TensorRT EP's engine cache: every start rebuilds it")
             out.append((name, options))

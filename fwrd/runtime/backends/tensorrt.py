@@ -13,13 +13,18 @@ TensorRT keeps one logger per process while any builder or runtime lives (a seco
 `trt.Builder`/`trt.Runtime` is ignored), so every builder and runtime here shares `process_logger(trt)`.
 
 Execution uses only the TensorRT 10/11 API (`num_io_tensors`, `get_tensor_name`, `get_tensor_mode`,
-`set_input_shape`, `set_tensor_address`, `execute_async_v3`) and cuda-python. Two slots, each with
-pinned host buffers, device buffers, its own execution context and its own non-default stream, let
-`run_batches` copy batch k+1 in while batch k computes:
+`set_input_shape`, `set_tensor_address`, `execute_async_v3`, `set_optimization_profile_async`) and
+cuda-python. Two slots (tensorrt_slots.py), each with pinned host buffers, device buffers, its own
+execution context and its own non-default stream, let `run_batches` copy batch k+1 in while batch k
+computes:
 
     with TensorRTBackend.from_plan("rd.plan", batch_size=32) as backend:
         for tag, score, amap in backend.run_batches(batches):
             ...
+
+Engines built from a graph with dynamic height and width have a second profile for regions (batch 1,
+one tile up to the side it was built for, `manifest["region_profile"]`); `from_plan(..., dense=True)`
+makes its slots on that profile instead, for `run_regions` (dense scoring).
 
 This code has been tested against the fakes in tests/fakes only, not on a real GPU or TensorRT.
 """
@@ -38,23 +43,16 @@ from typing import Any
 
 import numpy as np
 
-from fwrd.config import INPUT_NAME, OUTPUT_AMAP, OUTPUT_SCORE, FWRDConfig
+from fwrd.config import INPUT_NAME, OUTPUT_AMAP, OUTPUT_MAPS, OUTPUT_SCORE, FWRDConfig
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
-from fwrd.runtime.backends.base import Backend, check_tiles
-from fwrd.runtime.cuda_memory import (
-    INSTALL_HINT,
-    CudaError,
-    CudaStream,
-    DeviceBuffer,
-    PinnedHostBuffer,
-    copy_to_device,
-    copy_to_host,
-    device_properties,
-)
+from fwrd.runtime.backends.base import Backend, RegionMaps, check_region, check_tiles, dense_unsupported
+from fwrd.runtime.backends.tensorrt_slots import Slot
+from fwrd.runtime.cuda_memory import INSTALL_HINT, CudaError, device_properties
 
 MANIFEST_FORMAT = "fwrd-tensorrt-plan-v1"
 MIN_TENSORRT_MAJOR = 10
 SLOTS = 2  # batches in flight: one copying in/out while the other computes
+REGION_PROFILE = 1  # the engine's optimisation profile for regions (profile 0: tile batches)
 REBUILD_HINT = "rebuild it here with fwrd-export --engine"
 
 
@@ -208,130 +206,53 @@ def _batch_range(manifest: dict[str, Any]) -> tuple[int, int]:
         raise ModelError(f"the plan manifest has no valid batch range: {REBUILD_HINT}") from None
 
 
-class _Slot:
-    """One batch in flight: pinned input/outputs, device input/outputs, a context and a stream."""
+def region_range(manifest: dict[str, Any]) -> tuple[int, int] | None:
+    """(smallest, largest) region side of the plan's region profile; None when it has none."""
+    profile = manifest.get("region_profile")
+    if not profile:
+        return None
+    try:
+        return min(int(v) for v in profile["min"][1:3]), min(int(v) for v in profile["max"][1:3])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ModelError(f"the plan manifest has no valid region profile: {REBUILD_HINT}") from None
 
-    def __init__(self, engine: Any, batch_size: int, tile_size: int, min_batch: int) -> None:
-        self.batch_size, self.tile_size, self.min_batch = batch_size, tile_size, min_batch
-        self.amap_side = tile_size // 4
-        self.count = 0
-        self._owned: list[Any] = []
-        try:
-            self.context = engine.create_execution_context()
-            if self.context is None:
-                raise ModelError("TensorRT could not create an execution context (out of GPU memory?)")
-            self.stream = self._own(CudaStream())
-            tile_bytes = tile_size * tile_size * 3
-            amap_bytes = self.amap_side * self.amap_side * 4
-            self.host_in = self._own(PinnedHostBuffer(batch_size * tile_bytes))
-            self.dev_in = self._own(DeviceBuffer(batch_size * tile_bytes))
-            self.host_score = self._own(PinnedHostBuffer(batch_size * 4))
-            self.dev_score = self._own(DeviceBuffer(batch_size * 4))
-            self.host_amap = self._own(PinnedHostBuffer(batch_size * amap_bytes))
-            self.dev_amap = self._own(DeviceBuffer(batch_size * amap_bytes))
-            self.tiles = self.host_in.view(np.uint8, (batch_size, tile_size, tile_size, 3))
-            self.score = self.host_score.view(np.float32, (batch_size,))
-            self.amap = self.host_amap.view(np.float32, (batch_size, self.amap_side, self.amap_side))
-            for name, buf in ((INPUT_NAME, self.dev_in), (OUTPUT_SCORE, self.dev_score),
-                              (OUTPUT_AMAP, self.dev_amap)):
-                if not self.context.set_tensor_address(name, buf.ptr):
-                    raise ModelError(f"TensorRT refused the address of tensor {name!r}")
-            self._check_output_shapes()
-        except BaseException:
-            with contextlib.suppress(CudaError):  # keep the original error
-                self.free()
-            raise
 
-    def _own(self, resource: Any) -> Any:
-        self._owned.append(resource)
-        return resource
-
-    def _set_batch(self, rows: int) -> None:
-        shape = (rows, self.tile_size, self.tile_size, 3)
-        if not self.context.set_input_shape(INPUT_NAME, shape):
-            raise ModelError(f"the TensorRT engine refused input shape {shape}")
-
-    def _check_output_shapes(self) -> None:
-        self._set_batch(self.batch_size)
-        a, b = self.batch_size, self.amap_side
-        got = {name: tuple(self.context.get_tensor_shape(name)) for name in (OUTPUT_SCORE, OUTPUT_AMAP)}
-        if got != {OUTPUT_SCORE: (a,), OUTPUT_AMAP: (a, b, b)}:
-            raise ModelError(f"the TensorRT engine's outputs are {got}, "
-                             f"expected score ({a},) and amap ({a}, {b}, {b})")
-
-    def submit(self, tiles: np.ndarray) -> None:
-        """Copy a batch into pinned memory and queue copy-in, inference and copy-out on the stream."""
-        n = len(tiles)
-        self.count = 0
-        if n == 0:
-            return
-        rows = max(n, self.min_batch)  # a partial batch below the profile minimum is zero-padded
-        self.tiles[:n] = tiles
-        if rows > n:
-            self.tiles[n:rows] = 0
-        self._set_batch(rows)
-        tile_bytes = self.tile_size * self.tile_size * 3
-        try:
-            copy_to_device(self.dev_in, self.host_in, rows * tile_bytes, self.stream)
-            if not self.context.execute_async_v3(self.stream.handle):
-                raise ModelError("TensorRT could not enqueue the batch")
-            copy_to_host(self.host_score, self.dev_score, rows * 4, self.stream)
-            copy_to_host(self.host_amap, self.dev_amap, rows * self.amap_side**2 * 4, self.stream)
-        except BaseException:
-            self.drain()  # leave nothing queued that still reads or writes this slot's buffers
-            raise
-        self.count = n
-
-    def collect(self) -> tuple[np.ndarray, np.ndarray]:
-        """Wait for this slot's batch and return copies of its results (the buffers get reused)."""
-        n, self.count = self.count, 0
-        if n:
-            self.stream.synchronize()
-        return self.score[:n].copy(), self.amap[:n].copy()
-
-    def drain(self) -> None:
-        """Wait for queued work without reading it (a consumer stopped early)."""
-        self.count = 0
-        try:
-            self.stream.synchronize()
-        except (CudaError, ValueError):
-            pass
-
-    def free(self) -> None:
-        """Wait for queued work, then release the context and every buffer (safe twice)."""
-        if self._owned and not self._owned[0].closed:
-            self.drain()
-        self.context = None
-        self.tiles = self.score = self.amap = None  # type: ignore[assignment]
-        errors = []
-        while self._owned:
-            try:
-                self._owned.pop().free()
-            except CudaError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+def _region_side(path_name: str, manifest: dict[str, Any], region: int | None) -> int:
+    """The region side a dense run uses with this plan: `region`, else the largest its profile takes."""
+    problem = dense_unsupported(path_name, str(manifest.get("precision")), region_range(manifest) is not None)
+    if problem:
+        raise ModelError(problem.replace("export it again", "build it again from a new export"))
+    low, high = region_range(manifest)  # type: ignore[misc]
+    side = high if region is None else region
+    if not low <= side <= high:
+        raise ModelError(f"{path_name} takes regions of {low} to {high} px a side, not {side}: use --region {high} "
+                         f"or rebuild it with fwrd-export --engine --region {side}")
+    return side
 
 
 class TensorRTBackend(Backend):
-    """A TensorRT engine on one GPU: uint8 tiles -> (score, amap), two batches in flight.
+    """A TensorRT engine on one GPU: uint8 tiles -> (score, amap), two batches in flight; or, opened with
+    `dense=True`, regions -> per-scale maps, two regions in flight.
 
-    Not thread-safe: one consumer drives `infer` or `run_batches` at a time.
+    Not thread-safe: one consumer drives `infer`, `run_batches` or `run_regions` at a time.
     Tested against the fake TensorRT/cuda-python in tests/fakes only, not on real hardware.
     """
 
     name = "tensorrt"
 
     def __init__(self, trt: ModuleType, plan: bytes, manifest: dict[str, Any], config: FWRDConfig,
-                 batch_size: int, gpu: dict[str, Any]) -> None:
+                 batch_size: int, gpu: dict[str, Any], dense: bool = False, region: int | None = None) -> None:
         super().__init__(config, dict(manifest.get("onnx_metadata") or {}), str(manifest["precision"]))
         self.manifest = manifest
         self.batch_size = int(batch_size)
         self.device = f"cuda:{gpu['index']} ({gpu['name']})"
         self.tensorrt_version = str(trt.__version__)
         self._min_batch, _ = _batch_range(manifest)
-        self._slots: list[_Slot] = []
-        self._streaming = False  # a run_batches generator holds the slots
+        if dense:
+            self.region = _region_side("the plan", manifest, region)
+            self.fixed_regions = True  # TensorRT tuned its kernels for the profile's largest region
+        self._slots: list[Slot] = []
+        self._streaming = False  # a run_batches / run_regions generator holds the slots
         self._logger = process_logger(trt)
         mark = self._logger.mark()
         warnings: list[str] = []
@@ -342,16 +263,24 @@ class TensorRTBackend(Backend):
             raise ModelError(f"TensorRT could not load the plan: {self._logger.last_error('unknown error', mark)}")
         self.notes.extend(w for w in warnings if "WARNING" in w)
         try:
-            self._check_engine(trt)
-            self._slots = [_Slot(self._engine, self.batch_size, config.tile_size, self._min_batch)
-                           for _ in range(SLOTS)]
+            outputs = self._check_engine(trt)
+            t = config.tile_size
+            if self.region is not None:
+                self._slots = [Slot(trt, self._engine, outputs, profile=REGION_PROFILE, rows=1, height=self.region,
+                                    width=self.region) for _ in range(SLOTS)]
+            else:
+                self._slots = [Slot(trt, self._engine, outputs, profile=0, rows=self.batch_size, height=t, width=t,
+                                    min_rows=self._min_batch) for _ in range(SLOTS)]
+                self._check_output_shapes(self._slots[0])
         except BaseException:
             self.close()
             raise
 
     @classmethod
-    def from_plan(cls, path: str | Path, batch_size: int) -> "TensorRTBackend":
-        """Load `path` after checking its manifest against this machine and `batch_size`."""
+    def from_plan(cls, path: str | Path, batch_size: int, dense: bool = False,
+                  region: int | None = None) -> "TensorRTBackend":
+        """Load `path` after checking its manifest against this machine and `batch_size` (and, for dense
+        scoring, the region side against its region profile)."""
         path = Path(path)
         if not path.is_file():
             raise InputNotFound(f"TensorRT plan not found: {path}")
@@ -361,7 +290,9 @@ class TensorRTBackend(Backend):
         except (FwrdError, TypeError) as exc:
             raise ModelError(f"{manifest_path(path).name} holds no valid fwrd config ({exc})") from None
         low, high = _batch_range(manifest)
-        if not low <= batch_size <= high:
+        if dense:
+            region = _region_side(path.name, manifest, region)
+        elif not low <= batch_size <= high:
             raise ModelError(f"{path.name} was built for batches of {low} to {high} tiles, not {batch_size}: "
                              f"use --batch-size {high} or rebuild with --max-batch {batch_size}")
         trt = load_tensorrt()
@@ -373,13 +304,15 @@ class TensorRTBackend(Backend):
         if hashlib.sha256(plan).hexdigest() != manifest["plan_sha256"]:
             raise ModelError(f"{path.name} does not match the sha256 in its manifest (changed since it was "
                              f"built): {REBUILD_HINT}")
-        backend = cls(trt, plan, manifest, config, batch_size, gpu)
+        backend = cls(trt, plan, manifest, config, batch_size, gpu, dense=dense, region=region)
         if note:
             backend.notes.append(f"{path.name}: {note}")
         return backend
 
-    def _check_engine(self, trt: ModuleType) -> None:
-        """The engine must have exactly fwrd's I/O; its profile must cover our batch size."""
+    def _check_engine(self, trt: ModuleType) -> list[str]:
+        """The engine must have exactly fwrd's I/O (tiles of the config's size, or any height and width
+        with the per-scale maps); profile 0 must cover our batch size and, dense, profile 1 our regions.
+        Returns the output names."""
         engine = self._engine
         tensors = {}
         for i in range(engine.num_io_tensors):
@@ -387,19 +320,34 @@ class TensorRTBackend(Backend):
             tensors[name] = (engine.get_tensor_mode(name), engine.get_tensor_dtype(name),
                              tuple(engine.get_tensor_shape(name)))
         t = self.config.tile_size
-        expected = {
-            INPUT_NAME: (trt.TensorIOMode.INPUT, trt.DataType.UINT8, (-1, t, t, 3)),
-            OUTPUT_SCORE: (trt.TensorIOMode.OUTPUT, trt.DataType.FLOAT, None),
-            OUTPUT_AMAP: (trt.TensorIOMode.OUTPUT, trt.DataType.FLOAT, None),
-        }
+        output = (trt.TensorIOMode.OUTPUT, trt.DataType.FLOAT, None)
+        dynamic = tensors.get(INPUT_NAME, (None, None, ()))[2] == (-1, -1, -1, 3)
+        expected = {INPUT_NAME: (trt.TensorIOMode.INPUT, trt.DataType.UINT8, (-1, -1, -1, 3) if dynamic else (-1, t, t, 3)),
+                    OUTPUT_SCORE: output, OUTPUT_AMAP: output}
+        if dynamic:
+            expected.update({name: output for name in OUTPUT_MAPS})
         if set(tensors) != set(expected) or any(
             tensors[n][:2] != e[:2] or (e[2] is not None and tensors[n][2] != e[2]) for n, e in expected.items()
         ):
             found = ", ".join(f"{n} {getattr(d, 'name', d)} {s}" for n, (_, d, s) in tensors.items())
             raise ModelError(f"the TensorRT engine's tensors are not fwrd's ({found}): {REBUILD_HINT}")
         low, _, high = (tuple(s) for s in engine.get_tensor_profile_shape(INPUT_NAME, 0))
-        if not low[0] <= self.batch_size <= high[0]:
+        if self.region is None and not low[0] <= self.batch_size <= high[0]:
             raise ModelError(f"the engine takes batches of {low[0]} to {high[0]} tiles, not {self.batch_size}")
+        if self.region is not None:
+            if not dynamic or engine.num_optimization_profiles <= REGION_PROFILE:
+                raise ModelError(f"the TensorRT engine has no region profile: {REBUILD_HINT}")
+            low, _, high = (tuple(s) for s in engine.get_tensor_profile_shape(INPUT_NAME, REGION_PROFILE))
+            if not (low[1] <= self.region <= high[1] and low[2] <= self.region <= high[2]):
+                raise ModelError(f"the engine's region profile takes {low[1:3]} to {high[1:3]} px, not {self.region}")
+        return [n for n in tensors if n != INPUT_NAME]
+
+    def _check_output_shapes(self, slot: Slot) -> None:
+        a, b = self.batch_size, self.tile_size // 4
+        got = {name: slot.max_shapes[name] for name in (OUTPUT_SCORE, OUTPUT_AMAP)}
+        if got != {OUTPUT_SCORE: (a,), OUTPUT_AMAP: (a, b, b)}:
+            raise ModelError(f"the TensorRT engine's outputs are {got}, "
+                             f"expected score ({a},) and amap ({a}, {b}, {b})")
 
     @property
     def max_batch(self) -> int:
@@ -408,6 +356,8 @@ class TensorRTBackend(Backend):
     def _check(self, tiles: np.ndarray) -> np.ndarray:
         if not self._slots:
             raise ValueError("the TensorRT backend is closed")
+        if self.region is not None:
+            raise ValueError("this TensorRT backend was opened for regions (dense=True), not tile batches")
         tiles = check_tiles(tiles, self.tile_size)
         if len(tiles) > self.batch_size:
             raise ValueError(f"a batch of {len(tiles)} tiles exceeds the backend's batch size {self.batch_size}")
@@ -419,15 +369,9 @@ class TensorRTBackend(Backend):
             raise ValueError("the TensorRT backend is closed")
         if self._streaming:
             raise ValueError("infer() called while run_batches() still has batches in flight")
-        tiles = check_tiles(tiles, self.tile_size)
-        slot = self._slots[0]
-        scores, amaps = [], []
-        for start in range(0, max(len(tiles), 1), self.batch_size):
-            slot.submit(tiles[start:start + self.batch_size])
-            score, amap = slot.collect()
-            scores.append(score)
-            amaps.append(amap)
-        return np.concatenate(scores), np.concatenate(amaps)
+        results = list(self.run_batches((k, tiles[k:k + self.batch_size])
+                                        for k in range(0, max(len(tiles), 1), self.batch_size)))
+        return np.concatenate([r[1] for r in results]), np.concatenate([r[2] for r in results])
 
     def run_batches(
         self, batches: Iterable[tuple[Any, np.ndarray]]
@@ -436,26 +380,44 @@ class TensorRTBackend(Backend):
 
         Each batch is copied into a slot's pinned buffer at once, so the producer may reuse its array.
         """
+        checked = ((tag, self._check(tiles)) for tag, tiles in batches)
+        for tag, out in self._in_flight(checked):
+            yield tag, out[OUTPUT_SCORE], out[OUTPUT_AMAP]
+
+    def infer_region(self, region: np.ndarray) -> RegionMaps:
+        return next(self.run_regions([(None, region)]))[1]
+
+    def run_regions(self, regions: Iterable[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, RegionMaps]]:
+        """Yield (tag, per-scale maps) in input order while the next region is already on the GPU."""
+        if self.region is None:
+            yield from super().run_regions(regions)  # says the backend was not opened for regions
+            return
+        checked = ((tag, check_region(region, self.tile_size, self.region)[None]) for tag, region in regions)
+        for tag, out in self._in_flight(checked):
+            yield tag, tuple(out[name][0] for name in OUTPUT_MAPS)  # type: ignore[misc]
+
+    def _in_flight(self, items: Iterable[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        """Submit each input to a free slot; when both are busy, collect the oldest first."""
+        if not self._slots:
+            raise ValueError("the TensorRT backend is closed")
         if self._streaming:
-            raise ValueError("run_batches() is already running on this backend")
+            raise ValueError("the TensorRT backend is already streaming")
         free = deque(self._slots)
-        pending: deque[tuple[Any, _Slot]] = deque()
+        pending: deque[tuple[Any, Slot]] = deque()
         self._streaming = True
         try:
-            for tag, tiles in batches:
-                tiles = self._check(tiles)
-                if not free:  # both slots busy: finish the oldest batch while the other computes
+            for tag, pixels in items:
+                if not free:  # both slots busy: finish the oldest while the other computes
                     done_tag, slot = pending.popleft()
-                    score, amap = slot.collect()
+                    out = slot.collect()
                     free.append(slot)
-                    yield done_tag, score, amap
+                    yield done_tag, out
                 slot = free.popleft()
-                slot.submit(tiles)
+                slot.submit(pixels)
                 pending.append((tag, slot))
             while pending:
                 done_tag, slot = pending.popleft()
-                score, amap = slot.collect()
-                yield done_tag, score, amap
+                yield done_tag, slot.collect()
         finally:
             for _, slot in pending:  # stopped early or failed: leave no work queued on our buffers
                 slot.drain()

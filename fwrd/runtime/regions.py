@@ -1,0 +1,136 @@
+"""Plan a slide for dense scoring: the tile grid's points grouped into regions, one network pass each.
+
+    tile plan (plan.py) -> cells of K x K grid points -> one region per cell that holds points:
+      the bounding box of its points' tiles, widened by the margin on every side and snapped outwards
+      to multiples of 32 level pixels (the network's stride, so all regions' feature grids line up)
+
+Every grid point lies in exactly one cell, so it is scored exactly once, by the region whose core (the
+region less its margin) holds its whole tile. The margin hides what the region's border does to the
+features near it (the network pads with zeros there): the README's "Dense scoring" gives the
+measurement behind the default. K is the largest cell for which no region exceeds `side` pixels.
+With `fixed=True` every region is `side` x `side` (one input shape for GPU backends, which tune their
+kernels per shape); otherwise regions shrink to their points (less work at tissue borders).
+Regions may reach past the slide's edge by up to the margin: readers return white there, like glass.
+
+    regions = plan_regions(plan_slide(slide, config, settings), side=1024, margin=64)
+    regions.points[regions.region_starts[r]:regions.region_starts[r + 1]]  # level-0 top-lefts of region r
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fwrd.errors import FwrdError
+from fwrd.runtime.plan import SlidePlan
+
+ALIGN = 32  # the network's stride: region origins on multiples of it see identical features
+CPU_SIDE_TILES = 6  # default region side on a CPU, in tiles (measured: README, Dense scoring)
+GPU_SIDE = 2048  # default region side on a GPU, pixels (at least 8 tiles)
+
+
+def default_side(tile: int, gpu: bool) -> int:
+    """The region side a backend uses unless told (`fwrd-run --region`), level pixels."""
+    return max(GPU_SIDE, 8 * tile) if gpu else CPU_SIDE_TILES * tile
+
+
+def default_margin(tile: int) -> int:
+    """Context kept around every tile window in a region (measured: README, Dense scoring)."""
+    return tile // 2
+
+
+@dataclass
+class RegionPlan:
+    """Which region scores which grid point, and where each region and tile window lies."""
+
+    tiles: SlidePlan  # the tile plan this covers: level, mask, geometry, grid_total
+    side: int  # largest region side, level pixels
+    margin: int  # level pixels of context kept around every tile window
+    cell: int  # grid points per cell side (K)
+    points: np.ndarray  # int64 (N, 2) level-0 (x, y) top-lefts, grouped by region
+    offsets: np.ndarray  # int64 (N, 2) (x, y) of each tile window inside its region, level pixels
+    region_starts: np.ndarray  # int64 (R + 1,) region r scores points[region_starts[r]:region_starts[r + 1]]
+    origins: np.ndarray  # int64 (R, 2) level-0 top-left of each region
+    sizes: np.ndarray  # int64 (R, 2) (width, height) of each region, level pixels
+
+    @property
+    def regions(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def grid_total(self) -> int:
+        return self.tiles.grid_total
+
+    @property
+    def pixels(self) -> int:
+        """Level pixels the network sees over all regions (its work, next to tiles x tile^2 per tile)."""
+        return int(np.prod(self.sizes, axis=1).sum()) if self.regions else 0
+
+    def without(self, done: np.ndarray) -> "RegionPlan":
+        """The same regions (so the same scores) less the points flagged in `done`; regions left with no
+        points are dropped."""
+        keep = ~np.asarray(done, bool)
+        counts = np.add.reduceat(keep.astype(np.int64), self.region_starts[:-1]) if self.regions else keep[:0]
+        alive = counts > 0
+        return replace(self, points=self.points[keep], offsets=self.offsets[keep],
+                       region_starts=np.r_[0, np.cumsum(counts[alive])].astype(np.int64),
+                       origins=self.origins[alive], sizes=self.sizes[alive])
+
+
+def _floor(v: np.ndarray | int) -> np.ndarray | int:
+    return (v // ALIGN) * ALIGN
+
+
+def _ceil(v: np.ndarray | int) -> np.ndarray | int:
+    return -((-v) // ALIGN) * ALIGN
+
+
+def _worst_span(cell: int, tile: int, stride: int, margin: int) -> int:
+    """Largest region side a full cell of `cell` points can need, over every alignment of its start."""
+    width = cell * stride
+    return max(int(_ceil(a * width + (cell - 1) * stride + tile + margin) - _floor(a * width - margin))
+               for a in range(ALIGN))
+
+
+def cell_points(side: int, tile: int, stride: int, margin: int) -> int:
+    """The largest K such that K x K grid points' tiles plus the margin fit in `side` pixels (0: none)."""
+    k = max(0, (side - tile - 2 * margin) // stride + 1)
+    while k > 0 and _worst_span(k, tile, stride, margin) > side:
+        k -= 1
+    return k
+
+
+def smallest_side(tile: int, stride: int, margin: int) -> int:
+    """The smallest region side that holds one tile window and its margin."""
+    return _worst_span(1, tile, stride, margin)
+
+
+def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -> RegionPlan:
+    """Group `plan`'s grid points into regions of at most `side` x `side` level pixels (see module doc)."""
+    if side % ALIGN or margin % ALIGN or margin < 0:
+        raise FwrdError(f"the region side and margin must be multiples of {ALIGN} pixels, got {side} and {margin}")
+    k = cell_points(side, plan.tile, plan.stride, margin)
+    if k < 1:
+        raise FwrdError(f"--region {side} is too small for {plan.tile} px tiles with a {margin} px margin: "
+                        f"use at least {smallest_side(plan.tile, plan.stride, margin)}")
+    ds = plan.read_downsample
+    level_xy = np.rint(plan.points / ds).astype(np.int64)
+    empty = np.zeros((0, 2), np.int64)
+    if len(level_xy) == 0:
+        return RegionPlan(plan, side, margin, k, empty, empty, np.zeros(1, np.int64), empty, empty)
+    cells = level_xy // (k * plan.stride)
+    key = cells[:, 1] * (int(cells[:, 0].max()) + 1) + cells[:, 0]
+    order = np.argsort(key, kind="stable")
+    points, level_xy, key = plan.points[order], level_xy[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    region_starts = np.r_[starts, len(points)].astype(np.int64)
+    lo = _floor(np.minimum.reduceat(level_xy, starts, axis=0) - margin)
+    if fixed:
+        sizes = np.full((len(starts), 2), side, np.int64)
+    else:
+        sizes = _ceil(np.maximum.reduceat(level_xy, starts, axis=0) + plan.tile + margin) - lo
+    region_of_point = np.repeat(np.arange(len(starts)), np.diff(region_starts))
+    offsets = level_xy - lo[region_of_point]
+    origins = np.rint(lo * ds).astype(np.int64)
+    return RegionPlan(plan, side, margin, k, points, offsets, region_starts, origins, sizes.astype(np.int64))
