@@ -26,8 +26,11 @@ def test_fp32_graph_is_one_file_with_fwrd_io_and_metadata(exported_fp32, trained
     assert list(inputs) == ["tiles"]
     tensor = inputs["tiles"].type.tensor_type
     assert tensor.elem_type == onnx.TensorProto.UINT8
-    assert [d.dim_value or d.dim_param for d in tensor.shape.dim][1:] == [64, 64, 3]
-    assert [o.name for o in graph.graph.output] == ["score", "amap"]
+    assert [d.dim_value or d.dim_param for d in tensor.shape.dim] == ["batch", "height", "width", 3]
+    outputs = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.graph.output}
+    assert outputs == {"score": ["batch"], "amap": ["batch", "height/4", "width/4"],
+                       "map_s4": ["batch", "height/4", "width/4"], "map_s8": ["batch", "height/8", "width/8"],
+                       "map_s16": ["batch", "height/16", "width/16"]}
     meta = {p.key: p.value for p in graph.metadata_props}
     assert meta[META_FORMAT] == FORMAT_TAG and meta[META_PRECISION] == "fp32"
     assert meta[META_CHECKPOINT_SHA256] == file_sha256(trained[0])
@@ -58,7 +61,7 @@ def test_amap_is_the_summed_map_at_a_quarter(exported_fp32, trained):
     model, config = load_checkpoint(trained[0])
     tiles = np.random.default_rng(6).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     session = verify.cpu_session(result.onnx)
-    score, amap = session.run(None, {"tiles": tiles})
+    score, amap, *_ = session.run(None, {"tiles": tiles})
     with torch.no_grad():
         t, s = model(normalise_tiles(torch.from_numpy(tiles), config))
         expected = summed_anomaly_map(t, s, 16).numpy()

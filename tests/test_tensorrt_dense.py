@@ -85,3 +85,41 @@ def test_int8_engine_is_refused_for_dense(fake_trt, tmp_path):
                  max_batch=4, precision="int8", log=lambda _: None)
     with pytest.raises(ModelError, match="is int8: --dense runs fp32 and fp16 models"):
         TensorRTBackend.from_plan(plan, batch_size=4, dense=True)
+
+
+def _one_node_graph(node, inputs, inits=(), opset=18):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_parser_rules_of_the_shape_ops():
+    """operators.md / onnxOpImporters.cpp (10.1-GA): axes initializers, Squeeze on dynamic shapes, Range types,
+    Resize modes. The tiny dense graph (Shape, Slice, Concat, Resize align_corners) passes them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fwrd.export.tensorrt_rules import tensorrt_problems
+    from fakes.tiny_model import tiny_model
+
+    dynamic = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h"])
+    axes_input = helper.make_tensor_value_info("axes", TensorProto.INT64, [1])
+    cases = {
+        "its axes must be an initializer": _one_node_graph(
+            helper.make_node("ReduceMean", ["x", "axes"], ["y"]), [dynamic, axes_input]),
+        "Squeeze without axes on a dynamic shape": _one_node_graph(helper.make_node("Squeeze", ["x"], ["y"]), [dynamic]),
+        "must share one type": _one_node_graph(
+            helper.make_node("Range", ["s", "l", "d"], ["y"]), [],
+            [numpy_helper.from_array(np.array(0, np.int64), "s"), numpy_helper.from_array(np.array(5.0, np.float32), "l"),
+             numpy_helper.from_array(np.array(1, np.int64), "d")]),
+        "a Resize TensorRT does not implement": _one_node_graph(
+            helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic"), [dynamic],
+            [numpy_helper.from_array(np.array([1, 1, 2], np.float32), "scales")]),
+    }
+    for message, model in cases.items():
+        problems = tensorrt_problems(model)
+        assert len(problems) == 1 and message in problems[0], problems
+    static = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 3])
+    assert tensorrt_problems(_one_node_graph(helper.make_node("Squeeze", ["x"], ["y"]), [static])) == []
+    assert tensorrt_problems(tiny_model(32, dense=True)) == []

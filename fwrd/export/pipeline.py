@@ -74,6 +74,7 @@ class ExportResult:
     seconds: float
     size_bytes: int
     engine: dict | None = None
+    regions: VerifyReport | None = None  # dense scoring's region check (fp32 and fp16 graphs)
 
 
 def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -> ExportResult:
@@ -82,7 +83,7 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         _check_engine_possible(settings)
     from fwrd.export.onnx_export import export_fused_onnx, write_metadata
     from fwrd.export.quantize import quantize_int8
-    from fwrd.export.verify import reference_scores, verify_graph
+    from fwrd.export.verify import reference_scores, verify_graph, verify_regions
     from fwrd.model.checkpoint import file_sha256, load_checkpoint
 
     model, config = load_checkpoint(settings.checkpoint)
@@ -110,6 +111,11 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
                               settings.verify_batches, log=log)
         log(report.summary())
         enforce(report)
+        regions = None
+        if settings.precision != "int8":  # fwrd-run --dense takes fp32 and fp16 graphs
+            regions = verify_regions(graph, settings.precision, model, config, tiles)
+            log(f"dense scoring: {regions.summary()}")
+            enforce(regions, "region pass")
         if settings.for_tensorrt:
             _check_tensorrt_rules(graph)
         write_metadata(graph, config, settings.precision, sha, target=settings.target)
@@ -118,10 +124,11 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
     if settings.for_tensorrt:
         checks.save(verification_path(output))
     seconds = time.perf_counter() - started
-    result = ExportResult(output, report, seconds, output.stat().st_size)
+    result = ExportResult(output, report, seconds, output.stat().st_size, regions=regions)
     write_json(output.with_name(output.name + ".json"), {
         "onnx": output.name, "precision": settings.precision, "target": settings.target,
         "checkpoint_sha256": sha, "config": config.to_dict(), "verification": report.to_dict(),
+        "verification_regions": regions.to_dict() if regions is not None else None,
         "verification_set": verification_path(output).name if settings.for_tensorrt else None,
         "export_seconds": round(seconds, 2), "size_bytes": result.size_bytes,
     })

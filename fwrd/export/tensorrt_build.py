@@ -369,10 +369,11 @@ def build_engine(
     if verification.tiles.shape[1:] != (t, t, 3):
         raise ModelError(f"the verification tiles are {verification.tiles.shape[1:]}, the graph takes {t} px tiles")
     shapes = {name: [b, t, t, 3] for name, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
-    if info.regions and region_side < t:
+    dense = info.regions and precision != "int8"  # fwrd-run --dense refuses int8 (its gate covers tiles only)
+    if dense and region_side < t:
         raise FwrdError(f"the region profile's side ({region_side}) must be at least one tile ({t} px)")
     regions = ({"min": [1, t, t, 3], "opt": [1, region_side, region_side, 3], "max": [1, region_side, region_side, 3]}
-               if info.regions else None)
+               if dense else None)
     workspace = int(workspace_gb * 2**30)
     region_text = f", regions of {t} to {region_side} px for dense scoring" if regions else ""
     log(f"building a TensorRT {trt.__version__} engine ({precision}, {mode}) from {onnx_path.name} on "

@@ -16,6 +16,16 @@ deployment; checking here lets the export refuse it at once, with the rule that 
   positive"), per-axis scales only for weights ("Activations-quantization does not support per-axis
   quantization").
 
+The ops the graph for dense scoring adds (its input has dynamic height and width, so its score weights
+and map sizes come from shapes at run time), from docs/operators.md (release 10.1-GA, lines 146-211)
+and onnxOpImporters.cpp (10.1-GA):
+- Reduce*, Squeeze, Slice: "`axes` must be an initializer"; Unsqueeze: "`axes` must be a constant tensor".
+- Squeeze without axes only on a static shape: "Cannot infer squeeze dimensions from a dynamic shape!"
+  (onnxOpImporters.cpp l.5643-5650).
+- Range: start, limit and delta of one type, int32, int64 or float (l.4182-4193).
+- Resize: modes nearest or linear, coordinate transformation half_pixel, pytorch_half_pixel,
+  tf_half_pixel_for_nn, asymmetric or align_corners, no antialiasing.
+
     problems = tensorrt_problems(onnx.load("rd.onnx"))   # [] when TensorRT's parser would take it
 """
 
@@ -30,6 +40,11 @@ from onnx import TensorProto, numpy_helper
 
 EIGHT_BIT = {TensorProto.UINT8: "UINT8", TensorProto.INT8: "INT8"}
 QDQ = ("QuantizeLinear", "DequantizeLinear")
+AXES_INPUT = {"ReduceMean": 1, "ReduceSum": 1, "ReduceL2": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1,
+              "ReduceL1": 1, "ReduceLogSumExp": 1, "ReduceSumSquare": 1, "Squeeze": 1, "Slice": 3}
+RANGE_TYPES = {TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT}
+RESIZE_MODES = {b"nearest", b"linear"}
+RESIZE_COORDINATES = {b"half_pixel", b"pytorch_half_pixel", b"tf_half_pixel_for_nn", b"asymmetric", b"align_corners"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,40 @@ def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         if node.op_type in QDQ:
             problems.extend(_qdq_problems(node, initializers))
+    problems.extend(_shape_op_problems(model))
+    return problems
+
+
+def _shape_op_problems(model: onnx.ModelProto) -> list[str]:
+    """Axes, Squeeze, Range and Resize rules (module docstring)."""
+    graph = _typed(model).graph
+    initializers = {i.name for i in graph.initializer}
+    constants = initializers | {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    values = {v.name: v.type.tensor_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    types = {name: t.elem_type for name, t in values.items()}
+    types.update({i.name: i.data_type for i in graph.initializer})
+    problems = []
+    for node in graph.node:
+        where = f"{node.op_type} {node.name or node.output[0]}"
+        index = AXES_INPUT.get(node.op_type)
+        if index is not None and len(node.input) > index and node.input[index] and node.input[index] not in initializers:
+            problems.append(f"{where}: its axes must be an initializer")
+        if node.op_type == "Unsqueeze" and len(node.input) > 1 and node.input[1] not in constants:
+            problems.append(f"{where}: its axes must be a constant tensor")
+        if node.op_type == "Squeeze" and (len(node.input) < 2 or not node.input[1]) and not any(
+                a.name == "axes" for a in node.attribute):
+            dims = values[node.input[0]].shape.dim if node.input[0] in values else []
+            if not dims or any(not d.HasField("dim_value") for d in dims):
+                problems.append(f"{where}: Squeeze without axes on a dynamic shape")
+        if node.op_type == "Range":
+            kinds = {types.get(name) for name in node.input}
+            if len(kinds) != 1 or not kinds <= RANGE_TYPES:
+                problems.append(f"{where}: start, limit and delta must share one type of int32, int64 or float")
+        if node.op_type == "Resize":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if attrs.get("mode", b"nearest") not in RESIZE_MODES or attrs.get("antialias", 0) or attrs.get(
+                    "coordinate_transformation_mode", b"half_pixel") not in RESIZE_COORDINATES:
+                problems.append(f"{where}: a Resize TensorRT does not implement ({attrs})")
     return problems
 
 

@@ -10,6 +10,10 @@ ExportGateFailed, and the caller never writes the final file. The bounds and the
 On an x86 CPU, ONNX Runtime runs an fp16 graph's convolutions through casts to fp32, so the fp16 gate
 here measures the rounding of the weights to fp16, not fp16 arithmetic; the engine gate on the GPU is
 the real fp16 check.
+
+`verify_regions` checks the graph's other use, dense scoring: on a region that is neither square nor a
+whole number of tiles (a mosaic of the verification tiles), the dense scores of its tile windows read
+off the graph's per-scale maps are compared with those of PyTorch fp32, under the same gate.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fwrd.config import INPUT_NAME, FWRDConfig
+from fwrd.config import INPUT_NAME, OUTPUT_MAPS, OUTPUT_SCORE, FWRDConfig
 from fwrd.errors import DependencyMissing
 from fwrd.export.gate import GATES, Gate, VerifyReport, compare_scores, enforce  # noqa: F401  (re-exported)
+from fwrd.export.fused_graph import FusedScorer
 from fwrd.model.anomaly_map import patch_score
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles
@@ -45,7 +50,7 @@ def onnx_scores(path: Path, tiles: np.ndarray, batch: int, threads: int | None =
     session = cpu_session(path, threads)
     out = []
     for start in range(0, len(tiles), batch):
-        score, _ = session.run(None, {INPUT_NAME: tiles[start : start + batch]})
+        (score,) = session.run([OUTPUT_SCORE], {INPUT_NAME: tiles[start : start + batch]})
         out.append(score)
     return np.concatenate(out).astype(np.float64)
 
@@ -78,3 +83,30 @@ def verify_graph(
         log(f"verification pass {n}/{len(batches)}: {precision} in ONNX Runtime at batch {batch} on {len(tiles)} tiles...")
         scores[batch] = onnx_scores(path, tiles, batch)
     return compare_scores(precision, reference, scores, is_tumor, threshold)
+
+
+def region_mosaic(tiles: np.ndarray) -> np.ndarray:
+    """uint8 [2T, 3T - 32, 3]: six tiles side by side, the last column cut short (not a whole tile)."""
+    t = tiles.shape[1]
+    picked = tiles[np.arange(6) % len(tiles)]
+    rows = [np.concatenate(list(picked[r * 3:(r + 1) * 3]), axis=1) for r in range(2)]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0)[:, : 3 * t - 32])
+
+
+def verify_regions(path: Path, precision: str, model: ReverseDistillation, config: FWRDConfig,
+                   tiles: np.ndarray) -> VerifyReport:
+    """Dense scores of every tile window (stride T/4) of a mosaic region: the graph in ONNX Runtime vs
+    PyTorch fp32 (`FusedScorer`, the module exported); never raises on a failed gate."""
+    from fwrd.runtime.window_scores import window_scores
+
+    t = config.tile_size
+    region = region_mosaic(tiles)
+    ys = np.arange(0, region.shape[0] - t + 1, t // 4)
+    xs = np.arange(0, region.shape[1] - t + 1, t // 4)
+    maps = cpu_session(path).run(list(OUTPUT_MAPS), {INPUT_NAME: region[None]})
+    got = window_scores([m[0] for m in maps], t, xs, ys)
+    with torch.no_grad():
+        reference = FusedScorer(model, config).eval()(torch.from_numpy(region[None]))[2:]
+    want = window_scores([m[0].numpy() for m in reference], t, xs, ys)
+    return compare_scores(precision, want.ravel(), {1: got.ravel()}, None, config.threshold,
+                          runner="onnxruntime-cpu-regions")
