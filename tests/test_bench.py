@@ -268,6 +268,29 @@ def test_warns_when_the_graphs_come_from_different_checkpoints(tmp_path, monkeyp
     assert "the naive loop runs model.pt" in warning and "different models" in warning
 
 
+def test_dense_compares_the_two_modes_on_the_same_slide(standin_dense, standin_model, synthetic_tif, tmp_path):
+    """fwrd-bench --dense: both modes end to end on one slide, their ratio and agreement; a model that cannot
+    score regions keeps its per-tile rows and says why it has no dense one."""
+    done = CliRunner().invoke(command, [
+        "--model", str(standin_dense), "--model", str(standin_model), "--slide", str(synthetic_tif.path),
+        "--stride", "16", "--dense", "--region", "256", "--batch-sizes", "8", "--workers", "1,2",
+        "--stages", "end-to-end", "--repeats", "2", "--json", str(tmp_path / "r.json"), *FAST])
+    assert done.exit_code == 0, done.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    rows = result["dense"]
+    assert [(r["target"], r["workers"]) for r in rows] == [(0, 1), (0, 2)]
+    for row in rows:
+        per_tile = [r for r in result["end_to_end"] if r["target"] == 0 and r["workers"] == row["workers"]]
+        assert row["per_tile_tiles_per_s"] == per_tile[0]["tiles_per_s"]["median"]
+        assert row["speedup"] == pytest.approx(row["tiles_per_s"]["median"] / row["per_tile_tiles_per_s"], abs=1e-3)
+        assert row["tiles"] == result["slide"]["tiles"] and row["region_side"] == 256 and row["tiles_per_s"]["n"] == 2
+        # the pooling stand-in gives dense scores equal to per-tile ones on a 16 px grid
+        assert row["agreement"]["spearman"] > 0.9999 and row["agreement"]["max_abs_diff"] < 1e-5
+    skipped = {s["what"]: s["reason"] for s in result["skipped"]}
+    assert "cannot score regions" in skipped["standin.onnx on onnxruntime, dense"]
+    assert "Dense scoring vs per tile" in done.output and "Dense vs per tile" in done.output
+
+
 def _numpy_scorer(config: FWRDConfig) -> TileScorer:
     return TileScorer(config, lambda x: float(x.mean()), "numpy stand-in")
 

@@ -9,7 +9,9 @@ summarise, and attach the verdict.
 Stages: decode (per worker count), inference (per model x backend x batch size), end-to-end (per model
 x backend x batch size x worker count: the whole slide through score_slide), naive (the PyTorch loop,
 after all the others so that torch's threads never overlap them) and, on request, memory (peak RSS of
-a fresh fwrd-run process on a synthetic slide and on one of 4x its area).
+a fresh fwrd-run process on a synthetic slide and on one of 4x its area). With `dense`, end to end also
+scores the slide with `fwrd-run --dense` (per model x backend x worker count) and compares the two modes
+on it: the ratio of their end-to-end speeds and how their tile scores agree (fwrd.benchmark.dense).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fwrd.benchmark.dense import dense_rows
 from fwrd.benchmark.machine import describe_machine
 from fwrd.benchmark.memory import peak_rss_mb
 from fwrd.benchmark.naive import (
@@ -92,6 +95,8 @@ class BenchSettings:
         checkpoint: model.pt for the naive PyTorch baseline.
         device: where the torch backend and the naive loop run (auto: CUDA when PyTorch sees a GPU).
         cuda_graphs: the torch backend replays a captured CUDA graph per batch.
+        dense: also score end to end with dense scoring, and compare the modes (fwrd-bench --dense).
+        region: dense scoring's region side (None: the backend's default).
     """
 
     models: tuple[Path, ...]
@@ -112,6 +117,8 @@ class BenchSettings:
     checkpoint: Path | None = None
     device: str = "auto"
     cuda_graphs: bool = True
+    dense: bool = False
+    region: int | None = None
     seed: int = 7
 
     def __post_init__(self) -> None:
@@ -138,6 +145,10 @@ class BenchSettings:
             raise FwrdError(f"need repeats >= 1 and warm-up >= 0, got {self.repeats} and {self.warmup}")
         if self.size < 256:
             raise FwrdError(f"a synthetic benchmark slide needs at least 256 px a side, got {self.size}")
+        if self.dense and "end-to-end" not in self.stages:
+            raise FwrdError("--dense compares the two modes end to end: keep the end-to-end stage")
+        if self.region is not None and (not self.dense or self.region % 32):
+            raise FwrdError(f"--region takes a multiple of 32 pixels, with --dense; got {self.region}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -175,7 +186,7 @@ def open_targets(settings: BenchSettings, log: Log = _silent) -> tuple[list[Targ
                     try:
                         log(f"loading {what}")
                         target = open_target(path, kind, settings.batch_sizes, settings.threads, settings.device,
-                                             settings.cuda_graphs)
+                                             settings.cuda_graphs, settings.dense, settings.region)
                     except DependencyMissing as exc:
                         reason = str(exc)
                     except ModelError as exc:
@@ -190,6 +201,8 @@ def open_targets(settings: BenchSettings, log: Log = _silent) -> tuple[list[Targ
                         targets.append(target)
                         skipped.extend({"what": f"{what}, batch {b}", "reason": why}
                                        for b, why in target.skipped.items())
+                        if target.dense_skipped:
+                            skipped.append({"what": f"{what}, dense", "reason": target.dense_skipped})
                         continue
                 skipped.append({"what": what, "reason": reason})
     except BaseException:
@@ -296,6 +309,8 @@ def _measure(
     decode_raw: dict[int, list[Sample]] = collections.defaultdict(list)
     inference_raw: dict[tuple[int, int], list[Sample]] = collections.defaultdict(list)
     e2e_raw: dict[tuple[int, int, int], list[tuple[Sample, dict]]] = collections.defaultdict(list)
+    dense_raw: dict[tuple[int, int], list[tuple[Sample, dict]]] = collections.defaultdict(list)
+    heatmaps: dict[tuple[str, int], list] = collections.defaultdict(list)  # (mode, target): first run's
     pool = sample_tiles(plan, slide_path, 2 * decode_batch, settings.prefer_direct) if "inference" in stages else None
     for r in range(settings.repeats):
         tag = f"[{r + 1}/{settings.repeats}]"
@@ -319,9 +334,16 @@ def _measure(
                             log(f"{tag} end to end, {target.label}, batch {b}, {w} worker(s): "
                                 f"{plan.grid_total} tiles{_eta(inference_raw.get((ti, b)), plan.grid_total)}")
                         run = replace(base, batch_size=b, workers=w)
-                        s, summary = end_to_end_sample(slide_path, backend, run, work)
+                        keep = heatmaps["tiles", ti] if not heatmaps["tiles", ti] else None
+                        s, summary = end_to_end_sample(slide_path, backend, run, work, keep)
                         e2e_raw[ti, b, w].append((s, summary))
                         log(f"{tag} end to end, {target.label}, batch {b}, {w} worker(s): {s.tiles_per_s:.1f} tiles/s")
+                for w in settings.workers if target.dense is not None else ():
+                    run = replace(base, workers=w, dense=True, region=target.dense.region)
+                    keep = heatmaps["dense", ti] if not heatmaps["dense", ti] else None
+                    s, summary = end_to_end_sample(slide_path, target.dense, run, work, keep)
+                    dense_raw[ti, w].append((s, summary))
+                    log(f"{tag} end to end, dense, {target.label}, {w} worker(s): {s.tiles_per_s:.1f} tiles/s")
     naive = _naive(settings, scorer, naive_reason, slide_path, plan, log) if "naive" in stages else None
     memory = _memory(settings, targets[0], config, work, log) if "memory" in stages else None
 
@@ -348,6 +370,7 @@ def _measure(
         _e2e_row(targets, ti, b, w, runs, decode_by_workers.get(w), inference_by_key.get((ti, b)))
         for (ti, b, w), runs in e2e_raw.items()
     ]
+    result["dense"] = dense_rows(targets, dense_raw, result["end_to_end"], heatmaps) if settings.dense else None
     result["naive"] = naive
     result["memory"] = memory
     return result

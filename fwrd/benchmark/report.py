@@ -91,6 +91,13 @@ def overall_verdict(result: dict[str, Any]) -> dict[str, Any]:
             out["inference_speedup_over_naive"] = round(best_inf["tiles_per_s"]["median"] / naive, 3)
             lines.append(f"Model speed-up over the naive loop ({_num(naive)} tiles/s): "
                          f"{out['inference_speedup_over_naive']:.2f}x.")
+    for row in result.get("dense") or []:
+        if row["speedup"] is not None:
+            agree = row.get("agreement") or {}
+            rho = "" if agree.get("spearman") is None else f"; tile scores Spearman {agree['spearman']:.3f}"
+            lines.append(f"Dense vs per tile, {row['label']}, {row['workers']} worker(s): {row['speedup']:.2f}x end to "
+                         f"end ({_num(row['tiles_per_s']['median'])} vs {_num(row['per_tile_tiles_per_s'])} tiles/s, "
+                         f"regions of {row['region_side']} px){rho}.")
     naive_row = result.get("naive") or {}
     if naive_row.get("status") == "skipped":
         lines.append(f"Naive baseline skipped: {naive_row['reason']}.")
@@ -146,6 +153,9 @@ def _noisy_figures(result: dict[str, Any]) -> list[str]:
     for row in result.get("end_to_end") or []:
         if is_noisy(row["tiles_per_s"]):
             names.append(f"end to end {row['label']} batch {row['batch_size']} workers {row['workers']}")
+    for row in result.get("dense") or []:
+        if is_noisy(row["tiles_per_s"]):
+            names.append(f"dense {row['label']} workers {row['workers']}")
     naive = (result.get("naive") or {}).get("tiles_per_s")
     if is_noisy(naive):
         names.append("naive")
@@ -207,6 +217,19 @@ def sections(result: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         out.append(("End to end (fwrd-run pipeline: decode || inference, outputs written)",
                     ["model", "batch", "workers", "tiles", "tiles/s", "slide s", "bound by", "of bound",
                      "of inference", "runtime says", "x naive"], rows))
+    dense = result.get("dense") or []
+    if dense:
+        rows = []
+        for r in dense:
+            agree = r.get("agreement") or {}
+            rows.append([r["label"], str(r["workers"]), f"{r['region_side']} / {r['margin']}", str(r["regions"]),
+                         f"{r['pixels_ratio']:.2f}", _fig(r["tiles_per_s"]), _num(r["slide_seconds"]["median"]),
+                         _num(r["per_tile_tiles_per_s"]), "-" if r["speedup"] is None else f"{r['speedup']:.2f}",
+                         "-" if agree.get("spearman") is None else f"{agree['spearman']:.3f}",
+                         "-" if agree.get("max_abs_diff") is None else f"{agree['max_abs_diff']:.3f}"])
+        out.append(("Dense scoring vs per tile (end to end, same slide and grid; tiles/s = grid points per second)",
+                    ["model", "workers", "region / margin px", "regions", "tile px / region px", "dense tiles/s",
+                     "slide s", "per-tile tiles/s", "dense x", "Spearman", "max |diff|"], rows))
     naive_row = result.get("naive")
     if naive_row:
         if naive_row.get("status") == "ok":

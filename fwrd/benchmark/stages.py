@@ -121,17 +121,19 @@ def inference_sample(
 
 
 def end_to_end_sample(
-    slide_path: Path, backend: Backend, settings: RunSettings, work_dir: Path
+    slide_path: Path, backend: Backend, settings: RunSettings, work_dir: Path, heatmaps: list | None = None
 ) -> tuple[Sample, dict[str, Any]]:
     """Score the whole slide with `score_slide` into a scratch folder (removed afterwards).
 
     The Sample is the streaming phase (decode || inference || journal), the throughput fwrd-run
     reports; the summary gives the per-stage seconds, the slide's wall time and the runtime's own
-    bottleneck call.
+    bottleneck call. With a `heatmaps` list, the slide's heatmap (heatmap.npy) is appended to it.
     """
     out = Path(tempfile.mkdtemp(prefix="e2e-", dir=work_dir))
     try:
         result = score_slide(slide_path, backend, out, settings)
+        if heatmaps is not None:
+            heatmaps.append(np.load(out / result.name / "heatmap.npy"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     summary = result.summary

@@ -11,7 +11,8 @@ A *target* is one model file (an fp32, fp16 or int8 graph, or a TensorRT plan) o
 
 A kind that does not apply to a file (tensorrt for an .onnx, ort-* for a plan) or cannot start here
 (no GPU, no TensorRT, a batch size outside the plan's profile) is skipped with the reason, so one run
-compares whatever this machine can run.
+compares whatever this machine can run. With `dense=True` every target also gets a backend opened for
+dense scoring (`Target.dense`), or the reason it has none (`Target.dense_skipped`).
 
     target = open_target("rd_int8.onnx", "ort-cpu", batch_sizes=[8, 32], threads=2)
     target.backends[32].infer(tiles)
@@ -45,6 +46,8 @@ class Target:
     backends: dict[int, Backend] = field(default_factory=dict)
     skipped: dict[int, str] = field(default_factory=dict)  # batch size -> why it cannot run
     checkpoint_sha256: str = ""  # of the model.pt it was exported from ("" when the file does not say)
+    dense: Backend | None = None  # the same file opened for dense scoring (fwrd-bench --dense)
+    dense_skipped: str | None = None  # why it has no dense backend
 
     @property
     def any_backend(self) -> Backend:
@@ -73,9 +76,10 @@ class Target:
         }
 
     def close(self) -> None:
-        for backend in {id(b): b for b in self.backends.values()}.values():
+        for backend in {id(b): b for b in [*self.backends.values(), *([self.dense] if self.dense else [])]}.values():
             backend.close()
         self.backends = {}
+        self.dense = None
 
 
 def is_engine(path: Path) -> bool:
@@ -144,28 +148,31 @@ def exported_from(path: Path) -> str:
 
 
 def open_one(
-    path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = True
+    path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = True,
+    dense: bool = False, region: int | None = None,
 ) -> Backend:
     """Open `path` on `kind` exactly as fwrd-run would (ort-* pins ONNX Runtime's provider; torch-* take the
-    torch backend's device and CUDA-graph switches)."""
+    torch backend's device and CUDA-graph switches; `dense` opens it for region passes)."""
+    regions = {"dense": dense, "region": region}
     if kind in TORCH_PRECISIONS:
         return open_backend(path, "torch", batch_size=batch_size, threads=threads, device=device,
-                            precision=TORCH_PRECISIONS[kind], cuda_graphs=cuda_graphs)
+                            precision=TORCH_PRECISIONS[kind], cuda_graphs=cuda_graphs, **regions)
     if kind in ORT_DEVICES:
         from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         if not path.is_file():
             raise InputNotFound(f"model not found: {path}")
-        backend: Backend = OnnxRuntimeBackend(path, device=ORT_DEVICES[kind], threads=threads, batch_size=batch_size)
+        backend: Backend = OnnxRuntimeBackend(path, device=ORT_DEVICES[kind], threads=threads, batch_size=batch_size,
+                                              **regions)
         backend.model_path = path  # type: ignore[attr-defined]  # what open_backend adds, for summary.json
         backend.model_sha256 = file_sha256(path)  # type: ignore[attr-defined]
         return backend
-    return open_backend(path, "auto" if kind == "auto" else kind, batch_size=batch_size, threads=threads)
+    return open_backend(path, "auto" if kind == "auto" else kind, batch_size=batch_size, threads=threads, **regions)
 
 
 def open_target(
     path: Path, kind: str, batch_sizes: Sequence[int], threads: int | None, device: str = "auto",
-    cuda_graphs: bool = True,
+    cuda_graphs: bool = True, dense: bool = False, region: int | None = None,
 ) -> Target:
     """Load `path` on `kind` for every batch size. An ONNX Runtime session takes any batch, so one session
     serves them all; a TensorRT engine's (and the torch backend's) buffers are sized per batch, so each
@@ -180,7 +187,9 @@ def open_target(
     source = exported_from(path)
     if not is_engine(path) and kind not in TORCH_PRECISIONS:
         session = open_one(path, kind, max(sizes), threads)
-        return Target(path, kind, session.precision, backends={b: session for b in sizes}, checkpoint_sha256=source)
+        target = Target(path, kind, session.precision, backends={b: session for b in sizes},
+                        checkpoint_sha256=source)
+        return _with_dense(target, dense, region, threads, device, cuda_graphs)
     backends: dict[int, Backend] = {}
     skipped: dict[int, str] = {}
     try:
@@ -195,4 +204,17 @@ def open_target(
         raise
     if not backends:
         raise ModelError("; ".join(f"batch {b}: {why}" for b, why in skipped.items()))
-    return Target(path, kind, next(iter(backends.values())).precision, backends, skipped, source)
+    target = Target(path, kind, next(iter(backends.values())).precision, backends, skipped, source)
+    return _with_dense(target, dense, region, threads, device, cuda_graphs)
+
+
+def _with_dense(target: Target, dense: bool, region: int | None, threads: int | None, device: str,
+                cuda_graphs: bool) -> Target:
+    """Open the target's file once more for dense scoring, or record why it cannot be."""
+    if dense:
+        try:
+            target.dense = open_one(target.path, target.kind, max(target.backends), threads, device, cuda_graphs,
+                                    dense=True, region=region)
+        except ModelError as exc:  # int8, or a graph exported before dense scoring: the tile rows still run
+            target.dense_skipped = str(exc)
+    return target

@@ -58,6 +58,11 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime and PyTorch CPU threads [default: physical cores].")
 @click.option("--stride", type=click.IntRange(min=1), default=None, help="Grid step [default: the tile size].")
+@click.option("--dense", is_flag=True,
+              help="Also score the slide end to end with fwrd-run --dense and report dense vs per tile (speed ratio, "
+                   "agreement of the tile scores).")
+@click.option("--region", type=click.IntRange(min=32), default=None,
+              help="--dense: region side in pixels [default: the backend's, as fwrd-run].")
 @click.option("--mpp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Level-0 microns per pixel for a slide without resolution metadata.")
 @click.option("--reader", type=click.Choice(["auto", "openslide"]), default="auto", show_default=True,
@@ -76,7 +81,7 @@ def command(
     batch_sizes: tuple[int, ...], workers: tuple[int, ...], backends: tuple[str, ...], device: str,
     cuda_graphs: bool, precisions: tuple[str, ...],
     stages: tuple[str, ...], seconds: float, repeats: int, warmup: int, threads: int | None, stride: int | None,
-    mpp: float | None, reader: str, checkpoint: Path | None, json_out: Path | None, markdown: Path | None,
+    dense: bool, region: int | None, mpp: float | None, reader: str, checkpoint: Path | None, json_out: Path | None, markdown: Path | None,
     save: Path | None, quiet: bool,
 ) -> None:
     """Measure decode, inference and end-to-end throughput of fwrd-run, and a naive PyTorch loop.
@@ -103,7 +108,7 @@ def command(
         models=models + engines, slide=slide, size=size, batch_sizes=batch_sizes, workers=workers, backends=backends,
         precisions=precisions, stages=stages, seconds=seconds, repeats=repeats, warmup=warmup, threads=threads,
         stride=stride, mpp=mpp, prefer_direct=(reader == "auto"), checkpoint=checkpoint, device=device,
-        cuda_graphs=cuda_graphs,
+        cuda_graphs=cuda_graphs, dense=dense, region=region,
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(f"fwrd-bench: {line}", err=True))
     result = run_benchmark(settings, log=log)
