@@ -273,7 +273,7 @@ def test_dense_compares_the_two_modes_on_the_same_slide(standin_dense, standin_m
     score regions keeps its per-tile rows and says why it has no dense one."""
     done = CliRunner().invoke(command, [
         "--model", str(standin_dense), "--model", str(standin_model), "--slide", str(synthetic_tif.path),
-        "--stride", "16", "--dense", "--region", "256", "--batch-sizes", "8", "--workers", "1,2",
+        "--stride", "16", "--dense", "--region", "512", "--batch-sizes", "8", "--workers", "1,2",
         "--stages", "end-to-end", "--repeats", "2", "--json", str(tmp_path / "r.json"), *FAST])
     assert done.exit_code == 0, done.output
     result = json.loads((tmp_path / "r.json").read_text())
@@ -283,7 +283,7 @@ def test_dense_compares_the_two_modes_on_the_same_slide(standin_dense, standin_m
         per_tile = [r for r in result["end_to_end"] if r["target"] == 0 and r["workers"] == row["workers"]]
         assert row["per_tile_tiles_per_s"] == per_tile[0]["tiles_per_s"]["median"]
         assert row["speedup"] == pytest.approx(row["tiles_per_s"]["median"] / row["per_tile_tiles_per_s"], abs=1e-3)
-        assert row["tiles"] == result["slide"]["tiles"] and row["region_side"] == 256 and row["tiles_per_s"]["n"] == 2
+        assert row["tiles"] == result["slide"]["tiles"] and row["region_side"] == 512 and row["tiles_per_s"]["n"] == 2
         # the pooling stand-in gives dense scores equal to per-tile ones on a 16 px grid
         assert row["agreement"]["spearman"] > 0.9999 and row["agreement"]["max_abs_diff"] < 1e-5
     skipped = {s["what"]: s["reason"] for s in result["skipped"]}

@@ -76,7 +76,7 @@ def test_dense_gives_the_per_tile_scores_where_they_must_agree(synthetic_cohort,
     slide_path = synthetic_cohort.slides[0].path
     score_slide(slide_path, tiles_backend, tmp_path / "tiles", RunSettings(stride=stride, progress=False))
     result = score_slide(slide_path, dense, tmp_path / "dense",
-                         RunSettings(stride=stride, dense=True, region=256, progress=False))
+                         RunSettings(stride=stride, dense=True, region=256, margin=32, progress=False))
     coords, scores = _csv(tmp_path / "dense" / slide_path.stem / "tiles.csv")
     want_coords, want = _csv(tmp_path / "tiles" / slide_path.stem / "tiles.csv")
     np.testing.assert_array_equal(coords, want_coords)
@@ -92,7 +92,7 @@ def test_same_outputs_with_one_and_many_workers(synthetic_cohort, dense, tmp_pat
     slide_path = synthetic_cohort.slides[1].path
     files = []
     for workers in (1, 4):
-        settings = RunSettings(stride=16, dense=True, region=256, workers=workers, progress=False)
+        settings = RunSettings(stride=16, dense=True, region=256, margin=32, workers=workers, progress=False)
         score_slide(slide_path, dense, tmp_path / str(workers), settings)
         files.append([(tmp_path / str(workers) / slide_path.stem / name).read_bytes() for name in NAMES])
     assert files[0] == files[1]
@@ -100,7 +100,7 @@ def test_same_outputs_with_one_and_many_workers(synthetic_cohort, dense, tmp_pat
 
 def test_dense_resume_continues_and_keys_differ_from_tiles(synthetic_cohort, dense, tiles_backend, tmp_path):
     slide_path = synthetic_cohort.slides[0].path
-    settings = RunSettings(stride=32, dense=True, region=256, resume=True, progress=False)
+    settings = RunSettings(stride=32, dense=True, region=256, margin=32, resume=True, progress=False)
     reference = score_slide(slide_path, dense, tmp_path / "ref", settings)
     regions = reference.summary["dense"]["regions"]
 
@@ -126,8 +126,9 @@ def test_dense_resume_continues_and_keys_differ_from_tiles(synthetic_cohort, den
     wider = RunSettings(stride=32, dense=True, region=256, margin=64, resume=True, progress=False)
     assert score_slide(slide_path, other, tmp_path / "run", wider).status == "ok" and other.regions > 0
     keys = {RunSettings(stride=32).score_key("m"), RunSettings(stride=32, dense=True, region=256, margin=32).score_key("m"),
-            RunSettings(stride=32, dense=True, region=256, margin=64).score_key("m")}
-    assert len(keys) == 3
+            RunSettings(stride=32, dense=True, region=256, margin=64).score_key("m"),
+            RunSettings(stride=32, dense=True, region=320, margin=32).score_key("m")}
+    assert len(keys) == 4
 
 
 def test_backend_not_opened_for_regions(synthetic_cohort, tiles_backend, tmp_path):
@@ -160,8 +161,12 @@ def test_model_that_cannot_score_regions_is_one_line(synthetic_cohort, standin_m
 def test_cli_dense_run_records_the_mode(synthetic_cohort, standin_dense, tmp_path):
     slide = synthetic_cohort.slides[2].path
     result = _run(slide, "--model", standin_dense, "--out", tmp_path / "out", "--dense", "--stride", "32",
-                  "--region", "320")
+                  "--region", "320", "--margin", "32")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / slide.stem / "summary.json").read_text())
     assert summary["mode"] == "dense" and summary["dense"]["region_side"] == 320
     assert summary["settings"]["region"] == 320 and summary["settings"]["margin"] == 32
+    result = _run(slide, "--model", standin_dense, "--out", tmp_path / "small", "--dense", "--region", "256")
+    assert result.exit_code != 0 and result.output.count("Error:") == 1
+    assert "--region 256 is too small for 64 px tiles with a 128 px margin: use at least" in result.output
+    assert not (tmp_path / "small").exists()  # refused before any slide

@@ -27,7 +27,7 @@ from fwrd.cli.common import FwrdCommand
 @click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True, help="Engine profile: smallest batch.")
 @click.option("--opt-batch", type=click.IntRange(1), default=32, show_default=True, help="Engine profile: batch tuned for.")
 @click.option("--max-batch", type=click.IntRange(1), default=64, show_default=True, help="Engine profile: largest batch.")
-@click.option("--region", "region_side", type=click.IntRange(32), default=2048, show_default=True,
+@click.option("--region", "region_side", type=click.IntRange(32), default=4096, show_default=True,
               help="Engine region profile for fwrd-run --dense: regions of one tile up to this side (px, a multiple of 32).")
 @click.option("--workspace-gb", type=click.FloatRange(0.1), default=4.0, show_default=True, help="Engine builder workspace limit.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None,

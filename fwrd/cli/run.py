@@ -46,9 +46,9 @@ from fwrd.errors import FwrdError
                    "below the tile size. A documented second way of scoring: see the README.")
 @click.option("--region", type=click.IntRange(min=32), default=None,
               help="--dense: largest region side in pixels at the model's level, a multiple of 32 "
-                   "[default: 6 tiles on a CPU, 2048 (at least 8 tiles) on a GPU; a TensorRT engine's region profile].")
+                   "[default: 1536 on a CPU, 4096 on a GPU, at least 8 tiles; a TensorRT engine's region profile].")
 @click.option("--margin", type=click.IntRange(min=0), default=None,
-              help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: half a tile].")
+              help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: 128, measured].")
 @click.option("--mpp", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata.")
 @click.option("--threshold", type=FiniteFloat(), default=None, help="Tumor threshold [default: the model's].")
@@ -122,6 +122,11 @@ def command(
         results = score_cohort_on_ray(chosen, BackendSpec(model or engine, options), out, settings, ray_address, log)
     else:
         with open_backend(model or engine, **options) as opened:
+            if dense:  # a region too small for the tile and margin fails here, before any slide
+                from fwrd.runtime.regions import check_geometry, default_margin
+
+                tile = opened.config.tile_size
+                check_geometry(opened.region, tile, stride or tile, default_margin(tile) if margin is None else margin)
             mode = f"; dense, regions up to {opened.region} px" if dense else ""
             click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision}){mode}",
                        err=True)

@@ -44,7 +44,7 @@ class ExportSettings:
     max_batch: int = 64
     workspace_gb: float = 4.0
     timing_cache: Path | None = None
-    region_side: int = 2048  # the engine's region profile (dense scoring): regions up to this side
+    region_side: int = 4096  # the engine's region profile (dense scoring): regions up to this side (GPU_SIDE)
     calibration_tiles: int = 64
     verify_batches: tuple[int, ...] = (1, 8)
     seed: int = 0

@@ -26,18 +26,22 @@ from fwrd.errors import FwrdError
 from fwrd.runtime.plan import SlidePlan
 
 ALIGN = 32  # the network's stride: region origins on multiples of it see identical features
-CPU_SIDE_TILES = 6  # default region side on a CPU, in tiles (measured: README, Dense scoring)
-GPU_SIDE = 2048  # default region side on a GPU, pixels (at least 8 tiles)
+MARGIN = 128  # context around every tile window (measured: README, Dense scoring; benchmarks/dense_margin.py)
+CPU_SIDE = 1536  # default region side on a CPU, at least 8 tiles (2.0 GiB peak with the fp32 model)
+GPU_SIDE = 4096  # default region side on a GPU, at least 8 tiles
+SHIFTS = 3  # cell grid starts tried per axis (plan_regions)
 
 
 def default_side(tile: int, gpu: bool) -> int:
-    """The region side a backend uses unless told (`fwrd-run --region`), level pixels."""
-    return max(GPU_SIDE, 8 * tile) if gpu else CPU_SIDE_TILES * tile
+    """The region side a backend uses unless told (`fwrd-run --region`), level pixels: large enough that the
+    margin costs little next to the 16-fold overlap it saves at stride tile/4."""
+    return max(GPU_SIDE if gpu else CPU_SIDE, 8 * tile)
 
 
 def default_margin(tile: int) -> int:
-    """Context kept around every tile window in a region (measured: README, Dense scoring)."""
-    return tile // 2
+    """Context kept around every tile window: a property of the network's receptive field, not of the
+    tile size (measured: README, Dense scoring)."""
+    return MARGIN
 
 
 @dataclass
@@ -87,9 +91,9 @@ def _ceil(v: np.ndarray | int) -> np.ndarray | int:
 
 
 def _worst_span(cell: int, tile: int, stride: int, margin: int) -> int:
-    """Largest region side a full cell of `cell` points can need, over every alignment of its start."""
-    width = cell * stride
-    return max(int(_ceil(a * width + (cell - 1) * stride + tile + margin) - _floor(a * width - margin))
+    """Largest region side a full cell of `cell` points can need, over every alignment of its start (a
+    lattice point: a multiple of the stride)."""
+    return max(int(_ceil(a * stride + (cell - 1) * stride + tile + margin) - _floor(a * stride - margin))
                for a in range(ALIGN))
 
 
@@ -106,31 +110,52 @@ def smallest_side(tile: int, stride: int, margin: int) -> int:
     return _worst_span(1, tile, stride, margin)
 
 
-def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -> RegionPlan:
-    """Group `plan`'s grid points into regions of at most `side` x `side` level pixels (see module doc)."""
+def check_geometry(side: int, tile: int, stride: int, margin: int) -> int:
+    """The cell size K for this geometry; FwrdError, in one line, when regions of `side` cannot hold it."""
     if side % ALIGN or margin % ALIGN or margin < 0:
         raise FwrdError(f"the region side and margin must be multiples of {ALIGN} pixels, got {side} and {margin}")
-    k = cell_points(side, plan.tile, plan.stride, margin)
+    k = cell_points(side, tile, stride, margin)
     if k < 1:
-        raise FwrdError(f"--region {side} is too small for {plan.tile} px tiles with a {margin} px margin: "
-                        f"use at least {smallest_side(plan.tile, plan.stride, margin)}")
+        raise FwrdError(f"--region {side} is too small for {tile} px tiles with a {margin} px margin: "
+                        f"use at least {smallest_side(tile, stride, margin)}")
+    return k
+
+
+def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -> RegionPlan:
+    """Group `plan`'s grid points into regions of at most `side` x `side` level pixels (see module doc).
+
+    The grid of cells may start anywhere on the lattice: of SHIFTS x SHIFTS starts, the one whose regions
+    cover the fewest pixels (fixed: the fewest regions) is kept, so tissue borders cost less.
+    """
+    k = check_geometry(side, plan.tile, plan.stride, margin)
     ds = plan.read_downsample
     level_xy = np.rint(plan.points / ds).astype(np.int64)
     empty = np.zeros((0, 2), np.int64)
     if len(level_xy) == 0:
         return RegionPlan(plan, side, margin, k, empty, empty, np.zeros(1, np.int64), empty, empty)
-    cells = level_xy // (k * plan.stride)
-    key = cells[:, 1] * (int(cells[:, 0].max()) + 1) + cells[:, 0]
-    order = np.argsort(key, kind="stable")
-    points, level_xy, key = plan.points[order], level_xy[order], key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    region_starts = np.r_[starts, len(points)].astype(np.int64)
-    lo = _floor(np.minimum.reduceat(level_xy, starts, axis=0) - margin)
-    if fixed:
-        sizes = np.full((len(starts), 2), side, np.int64)
-    else:
-        sizes = _ceil(np.maximum.reduceat(level_xy, starts, axis=0) + plan.tile + margin) - lo
-    region_of_point = np.repeat(np.arange(len(starts)), np.diff(region_starts))
-    offsets = level_xy - lo[region_of_point]
+    width = k * plan.stride
+    steps = [plan.stride * ((k * i) // SHIFTS) for i in range(SHIFTS)]
+    layouts = (_layout(level_xy, width, np.array([sx, sy]), plan.tile, margin, side if fixed else None)
+               for sx in dict.fromkeys(steps) for sy in dict.fromkeys(steps))
+    order, region_starts, lo, sizes = min(layouts, key=lambda layout: (
+        len(layout[2]) if fixed else int(np.prod(layout[3], axis=1).sum())))
+    region_of_point = np.repeat(np.arange(len(lo)), np.diff(region_starts))
+    offsets = level_xy[order] - lo[region_of_point]
     origins = np.rint(lo * ds).astype(np.int64)
-    return RegionPlan(plan, side, margin, k, points, offsets, region_starts, origins, sizes.astype(np.int64))
+    return RegionPlan(plan, side, margin, k, plan.points[order], offsets, region_starts, origins, sizes)
+
+
+def _layout(level_xy: np.ndarray, width: int, shift: np.ndarray, tile: int, margin: int,
+            fixed: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(point order, region starts, region top-lefts, region sizes) for cells of `width` starting at -shift."""
+    cells = (level_xy + shift) // width
+    key = (cells[:, 1] - cells[:, 1].min()) * (int(np.ptp(cells[:, 0])) + 1) + (cells[:, 0] - cells[:, 0].min())
+    order = np.argsort(key, kind="stable")
+    xy, key = level_xy[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    lo = _floor(np.minimum.reduceat(xy, starts, axis=0) - margin)
+    if fixed is not None:
+        sizes = np.full((len(starts), 2), fixed, np.int64)
+    else:
+        sizes = _ceil(np.maximum.reduceat(xy, starts, axis=0) + tile + margin) - lo
+    return order, np.r_[starts, len(xy)].astype(np.int64), lo, sizes.astype(np.int64)
