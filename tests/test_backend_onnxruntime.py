@@ -155,6 +155,9 @@ def test_tensorrt_ep_cache_falls_back_to_the_user_cache(tmp_path, monkeypatch):
     options = tensorrt_options(model, 32, 8)
     assert options["trt_engine_cache_path"] == str(tmp_path / "cache" / "fwrd" / "ort-tensorrt")
     assert options["trt_profile_max_shapes"] == "tiles:8x32x32x3"
+    dense = tensorrt_options(model, 32, 8, region=2048)  # dense scoring: one region at a time, up to its side
+    assert (dense["trt_profile_min_shapes"], dense["trt_profile_opt_shapes"], dense["trt_profile_max_shapes"]) == (
+        "tiles:1x32x32x3", "tiles:1x2048x2048x3", "tiles:1x2048x2048x3")
 
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])

@@ -33,7 +33,9 @@ def test_dry_run_runs_every_step_it_can(trained, tmp_path):
     pipeline = record["steps"]["torch_pipeline"]["result"]["fp16"]
     (e2e,) = pipeline["end_to_end"].values()
     assert e2e["tiles_per_s"] > 0 and pipeline["naive"] > 0 and pipeline["decode"]
-    assert set(record["steps"]["torch_pipeline"]["result"]) == {"fp16", "fp16-graphs", "fp32"}
+    assert set(record["steps"]["torch_pipeline"]["result"]) == {"fp16", "fp16-graphs", "fp32", "dense"}
+    (dense,) = record["steps"]["torch_pipeline"]["result"]["dense"]["dense"]
+    assert dense["speedup"] > 0 and dense["tiles_per_s"] > 0 and dense["agreement"]["cells"] > 0
 
     training = record["steps"]["training"]["result"]
     assert training["steps"][0]["loss_finite"] and training["fwrd_train"]["epochs"] == 1

@@ -103,3 +103,25 @@ def test_consumer_stopping_early_does_not_hang(synthetic_cohort):
         first = next(decode.batches())  # never released: workers block on the pool until close()
         assert first.count == 2
     assert not any(t.name.startswith("fwrd-decode") for t in threading.enumerate())
+
+
+def test_region_workers_read_every_region_once_in_bounded_buffers(synthetic_cohort):
+    from fwrd.runtime.decode import RegionWorkers
+    from fwrd.runtime.regions import plan_regions
+
+    path = synthetic_cohort.slides[0].path
+    with open_slide(path) as slide:
+        regions = plan_regions(plan_slide(slide, CONFIG, RunSettings(stride=16)), 256, 32)
+        assert regions.regions > 8
+        seen, buffers = {}, set()
+        with RegionWorkers(regions, path, workers=3, buffers=2) as decode:
+            for region in decode.batches():
+                buffers.add(id(region))
+                assert region.index not in seen
+                seen[region.index] = region.pixels.copy()
+                assert region.count == regions.region_starts[region.index + 1] - regions.region_starts[region.index]
+                decode.release(region)
+        assert len(buffers) <= 2 and sorted(seen) == list(range(regions.regions))  # memory: the pool
+        for r in (0, regions.regions // 2, regions.regions - 1):
+            (x, y), (w, h) = regions.origins[r], regions.sizes[r]
+            np.testing.assert_array_equal(seen[r], slide.read_region((int(x), int(y)), 0, (int(w), int(h))))

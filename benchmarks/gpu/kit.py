@@ -10,7 +10,8 @@ step that would not fit in what is left of --budget-s is skipped and says so):
     cuda_memory      tests/test_cuda_memory_device.py: fwrd/runtime/cuda_memory.py on the real device
     precision        fp32 (TF32 off) vs TF32 vs fp16 vs CPU fp32 scores on the export gate's tiles
     torch_pipeline   fwrd-bench: decode only (16 workers), inference only (torch fp16/fp32, batches),
-                     the full fwrd-run pipeline, CUDA graphs on/off, and the naive loop; the verdict
+                     the full fwrd-run pipeline, CUDA graphs on/off, and the naive loop; the verdict;
+                     and fwrd-bench --dense: dense scoring vs per tile on the same slide (issue 12)
     tensorrt_slots   the TensorRT backend's slot pipeline (pinned/device buffers, two streams) driven
                      by a stand-in engine that runs the scorer with torch on the backend's streams:
                      results vs torch on the CPU, one slot vs two, overlap seen through CUDA events
@@ -308,6 +309,9 @@ class Kit:
             # fp32 (TF32 off): inference only, it is several times slower
             "fp32": BenchSettings(backends=("torch-fp32",), batch_sizes=(s.batch_sizes[len(s.batch_sizes) // 2],),
                                   stages=("inference",), cuda_graphs=False, **common),
+            # dense scoring vs per tile, end to end on the same slide (its figures go to kit.json only)
+            "dense": BenchSettings(backends=(half,), batch_sizes=(s.batch_sizes[len(s.batch_sizes) // 2],),
+                                   stages=("end-to-end",), cuda_graphs=not self.dry, dense=True, **common),
         }
         summary: dict[str, Any] = {}
         for name, settings in runs.items():
@@ -317,7 +321,8 @@ class Kit:
             self.log(f"fwrd-bench {name}")
             record = run_benchmark(settings, log=lambda line: self.log(f"  bench: {line}"))
             record["kit_run"] = name
-            (self.out / f"bench-{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            if name != "dense":  # the device tool brings back at most 8 files
+                (self.out / f"bench-{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
             text = render_text(record)
             self.log("\n" + text)
             summary[name] = _bench_summary(record)
@@ -509,6 +514,9 @@ def _bench_summary(record: dict[str, Any]) -> dict[str, Any]:
             for r in record.get("end_to_end") or []},
         "naive": (record.get("naive") or {}).get("tiles_per_s", {}).get("median") if record.get("naive") else None,
         "naive_description": (record.get("naive") or {}).get("description"),
+        "dense": [{k: r.get(k) for k in ("label", "workers", "region_side", "margin", "regions", "pixels_ratio",
+                                         "per_tile_tiles_per_s", "speedup", "agreement")}
+                  | {"tiles_per_s": median(r)} for r in record.get("dense") or []],
         "verdict": record.get("verdict"),
         "skipped": record.get("skipped"),
     }

@@ -3,8 +3,11 @@
 The data flow shows in the module names:
 
     plan.py       slide -> tissue mask -> tile grid -> work units (file-tile-aligned blocks)
+    regions.py    --dense: the grid's points grouped into regions (one network pass each), with margins
     decode.py     work units -> decode workers (own TileReader each) -> reusable uint8 batch buffers
+                  (--dense: regions -> one reusable buffer per region in flight)
     infer.py      ready batches -> backend.run_batches() -> scores, while the next batches decode
+                  (--dense: regions -> backend.run_regions() -> per-scale maps -> window_scores.py)
     outputs/      scores -> tiles.csv, heatmap.npy/png, overlay.png, detections.csv, tumor.geojson,
                   summary.json (each written atomically, in a staging folder swapped in whole);
                   slides_table.py: OUT/slides.csv rebuilt from the folder under a lock

@@ -27,6 +27,7 @@ from fwrd.runtime.plan import SlidePlan
 
 ALIGN = 32  # the network's stride: region origins on multiples of it see identical features
 MARGIN = 128  # context around every tile window (measured: README, Dense scoring; benchmarks/dense_margin.py)
+SEAM_TOLERANCE = 0.01  # what MARGIN keeps seams below: |two region grids' scores of one window| (0..3 scale)
 CPU_SIDE = 1536  # default region side on a CPU, at least 8 tiles (2.0 GiB peak with the fp32 model)
 GPU_SIDE = 4096  # default region side on a GPU, at least 8 tiles
 SHIFTS = 3  # cell grid starts tried per axis (plan_regions)

@@ -1,0 +1,168 @@
+"""Dense scoring next to per-tile scoring on a synthetic cohort: quality, agreement, and where they differ.
+
+Scores the cohort's slides twice with `fwrd-run` (per tile, then `--dense`, same model and grid),
+evaluates both runs with `fwrd-eval` (lesion FROC, slide AUROC), and adds what fwrd-eval does not give:
+the tile AUROC against the lesion masks (a tile is tumor when the mask marks the pixel at its centre),
+Spearman's correlation of the two tile scorings, and a picture per tumor slide of both heatmaps and their
+difference with the lesion outlines (where the two scorings disagree: tissue borders, lesion edges).
+
+    fwrd synth cohort/ --tumor 3 --normal 2 --width 3072 --height 3072 --tumor-scale 3 --seed 20261126
+    python benchmarks/dense_quality.py --model rd_fp32.onnx --cohort cohort --stride 16 --work runs/ \\
+        --results benchmarks/results/dense-quality-cpu-64px
+
+Both runs use --resume, so an interrupted study continues where it stopped. Torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.stats import spearmanr
+
+from fwrd.benchmark.machine import describe_machine
+from fwrd.evaluation.masks import read_mask_tiff
+from fwrd.evaluation.roc import roc_auc
+from fwrd.runtime.outputs.colormap import apply_colormap
+
+MASK_LEVEL = 2  # 4 px mask pixels: finer than any grid step studied here
+
+
+def run(command: str, args: list) -> float:
+    """Run one fwrd console command in-process; returns its wall time."""
+    import importlib
+
+    began = time.perf_counter()
+    module = importlib.import_module(f"fwrd.cli.{command}")
+    module.command.main([str(a) for a in args], prog_name=command, standalone_mode=False)
+    return time.perf_counter() - began
+
+
+def heatmaps(run_dir: Path) -> dict[str, tuple[np.ndarray, dict]]:
+    out = {}
+    for folder in sorted(p for p in run_dir.iterdir() if (p / "summary.json").is_file()):
+        out[folder.name] = (np.load(folder / "heatmap.npy"), json.loads((folder / "summary.json").read_text()))
+    return out
+
+
+def tile_labels(mask_path: Path | None, grid: np.ndarray, summary: dict) -> np.ndarray:
+    """bool per heatmap cell: the lesion mask at the centre of the cell's tile (False without a mask)."""
+    labels = np.zeros(grid.shape, bool)
+    if mask_path is None:
+        return labels
+    mask = read_mask_tiff(mask_path, MASK_LEVEL).tumor
+    stride, tile = summary["stride_level0"], summary["tile_level0"]
+    rows, cols = np.indices(grid.shape)
+    y = (rows * stride + tile // 2) // 2**MASK_LEVEL
+    x = (cols * stride + tile // 2) // 2**MASK_LEVEL
+    inside = (y < mask.shape[0]) & (x < mask.shape[1])
+    labels[inside] = mask[y[inside], x[inside]]
+    return labels
+
+
+def picture(path: Path, tiles: np.ndarray, dense: np.ndarray, labels: np.ndarray, lo: float, hi: float) -> None:
+    """Per-tile heatmap | dense heatmap | dense - per tile (blue lower, red higher), lesion cells outlined."""
+    diff = dense - tiles
+    span = float(np.nanmax(np.abs(diff))) or 1.0
+    panels = [apply_colormap(tiles, lo, hi), apply_colormap(dense, lo, hi)]
+    signed = np.full(diff.shape + (3,), 255, np.uint8)
+    ok = np.isfinite(diff)
+    t = np.clip(diff / span, -1, 1)
+    signed[ok & (t > 0)] = (255 - 255 * t[ok & (t > 0)][:, None] * np.array([0, 1, 1])).astype(np.uint8)
+    signed[ok & (t < 0)] = (255 + 255 * t[ok & (t < 0)][:, None] * np.array([1, 1, 0])).astype(np.uint8)
+    panels.append(signed)
+    edge = labels & ~(np.roll(labels, 1, 0) & np.roll(labels, -1, 0) & np.roll(labels, 1, 1) & np.roll(labels, -1, 1))
+    scale = max(1, 400 // max(tiles.shape))
+    images = []
+    for panel in panels:
+        panel = panel.copy()
+        panel[edge] = (0, 0, 0)
+        images.append(Image.fromarray(panel).resize((panel.shape[1] * scale, panel.shape[0] * scale), Image.NEAREST))
+    h = images[0].height
+    canvas = Image.new("RGB", (sum(i.width for i in images) + 20 * (len(images) - 1), h + 24), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for image, title in zip(images, ("per tile", "dense", f"dense - per tile (+-{span:.2f})")):
+        canvas.paste(image, (x, 24))
+        draw.text((x + 4, 4), title, fill="black")
+        x += image.width + 20
+    canvas.save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--cohort", type=Path, required=True, help="a `fwrd synth` folder")
+    parser.add_argument("--stride", type=int, required=True)
+    parser.add_argument("--work", type=Path, required=True, help="where the two runs go")
+    parser.add_argument("--results", type=Path, required=True, help="stem of the .md, .json and -<slide>.png written")
+    parser.add_argument("--region", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    cohort, work = args.cohort, args.work
+    seconds = {}
+    for mode in ("tiles", "dense"):
+        extra = ["--dense"] + (["--region", args.region] if args.region else []) if mode == "dense" else []
+        seconds[mode] = run("run", [cohort / "slides", "--model", args.model, "--stride", args.stride, "--out",
+                                    work / mode, "--workers", args.workers, "--resume", "--quiet", *extra])
+        run("evaluate", [work / mode, "--reference", cohort / "reference.csv", "--masks", cohort / "masks",
+                         "--slide-dir", cohort / "slides"])
+    maps = {mode: heatmaps(work / mode) for mode in ("tiles", "dense")}
+    scores = {mode: [] for mode in maps}
+    labels_all, summary_rows, pictures = [], [], []
+    threshold = next(iter(maps["tiles"].values()))[1]["threshold"]
+    for name, (tiles_map, summary) in maps["tiles"].items():
+        dense_map, dense_summary = maps["dense"][name]
+        mask = cohort / "masks" / f"{name}_mask.tif"
+        labels = tile_labels(mask if mask.is_file() else None, tiles_map, summary)
+        scored = np.isfinite(tiles_map) & np.isfinite(dense_map)
+        labels_all.append(labels[scored])
+        scores["tiles"].append(tiles_map[scored])
+        scores["dense"].append(dense_map[scored])
+        summary_rows.append({"slide": name, "tiles": int(scored.sum()), "tumor_tiles": int(labels[scored].sum()),
+                             "score_tiles": summary["score"], "score_dense": dense_summary["score"],
+                             "seconds_tiles": summary["seconds"]["total"],
+                             "seconds_dense": dense_summary["seconds"]["total"]})
+        if labels.any():
+            png = args.results.with_name(f"{args.results.name}-{name}.png")
+            picture(png, tiles_map, dense_map, labels, *np.nanquantile(tiles_map, [0.01, 0.99]))
+            pictures.append(png.name)
+    labels = np.concatenate(labels_all)
+    a, b = np.concatenate(scores["tiles"]), np.concatenate(scores["dense"])
+    evals = {mode: {k: json.loads((work / mode / "eval" / f"{k}.json").read_text()) for k in ("froc", "slides")}
+             for mode in maps}
+    record = {
+        "model": str(args.model), "cohort": str(cohort), "stride": args.stride, "threshold": threshold,
+        "machine": describe_machine(), "tiles": int(len(a)), "tumor_tiles": int(labels.sum()),
+        "tile_auroc": {"tiles": roc_auc(labels, a), "dense": roc_auc(labels, b)},
+        "lesion_froc": {m: evals[m]["froc"]["froc"] for m in evals},
+        "slide_auroc": {m: evals[m]["slides"]["auc"] for m in evals},
+        "spearman": float(spearmanr(a, b).statistic),
+        "abs_diff": {"mean": float(np.abs(a - b).mean()), "p99": float(np.quantile(np.abs(a - b), 0.99)),
+                     "max": float(np.abs(a - b).max())},
+        "diff_at_lesion_vs_not": {"tumor_mean": float((b - a)[labels].mean()) if labels.any() else None,
+                                  "normal_mean": float((b - a)[~labels].mean())},
+        "run_seconds": {m: round(s, 1) for m, s in seconds.items()},
+        "slides": summary_rows, "pictures": pictures,
+        "dense_geometry": next(iter(maps["dense"].values()))[1]["dense"],
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [f"| figure | per tile | dense |", "|---|---|---|"]
+    lines += [f"| tile AUROC vs lesion masks ({len(a)} tiles, {int(labels.sum())} tumor) | "
+              f"{record['tile_auroc']['tiles']:.4f} | {record['tile_auroc']['dense']:.4f} |",
+              f"| lesion FROC | {record['lesion_froc']['tiles']:.4f} | {record['lesion_froc']['dense']:.4f} |",
+              f"| slide AUROC | {record['slide_auroc']['tiles']:.4f} | {record['slide_auroc']['dense']:.4f} |",
+              f"| fwrd-run wall time, whole cohort | {seconds['tiles']:.0f} s | {seconds['dense']:.0f} s |"]
+    print("\n".join(lines))
+    print(f"Spearman {record['spearman']:.4f}; |dense - per tile| mean {record['abs_diff']['mean']:.4f}, "
+          f"max {record['abs_diff']['max']:.4f}")
+    args.results.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
