@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from scipy.stats import spearmanr
 
 from fwrd.benchmark.machine import describe_machine
-from fwrd.evaluation.masks import read_mask_tiff
+from fwrd.evaluation.masks import MaskSource, find_masks, load_mask
 from fwrd.evaluation.roc import roc_auc
 from fwrd.runtime.outputs.colormap import apply_colormap
 
@@ -49,12 +49,12 @@ def heatmaps(run_dir: Path) -> dict[str, tuple[np.ndarray, dict]]:
     return out
 
 
-def tile_labels(mask_path: Path | None, grid: np.ndarray, summary: dict) -> np.ndarray:
+def tile_labels(source: MaskSource | None, grid: np.ndarray, summary: dict) -> np.ndarray:
     """bool per heatmap cell: the lesion mask at the centre of the cell's tile (False without a mask)."""
     labels = np.zeros(grid.shape, bool)
-    if mask_path is None:
+    if source is None:
         return labels
-    mask = read_mask_tiff(mask_path, MASK_LEVEL).tumor
+    mask = load_mask(source, level=MASK_LEVEL).tumor
     stride, tile = summary["stride_level0"], summary["tile_level0"]
     rows, cols = np.indices(grid.shape)
     y = (rows * stride + tile // 2) // 2**MASK_LEVEL
@@ -115,10 +115,10 @@ def main() -> None:
     scores = {mode: [] for mode in maps}
     labels_all, summary_rows, pictures = [], [], []
     threshold = next(iter(maps["tiles"].values()))[1]["threshold"]
+    masks = find_masks([cohort / "masks"])
     for name, (tiles_map, summary) in maps["tiles"].items():
         dense_map, dense_summary = maps["dense"][name]
-        mask = cohort / "masks" / f"{name}_mask.tif"
-        labels = tile_labels(mask if mask.is_file() else None, tiles_map, summary)
+        labels = tile_labels(masks.get(name.lower()), tiles_map, summary)
         scored = np.isfinite(tiles_map) & np.isfinite(dense_map)
         labels_all.append(labels[scored])
         scores["tiles"].append(tiles_map[scored])
