@@ -36,6 +36,8 @@ def test_dry_run_runs_every_step_it_can(trained, tmp_path):
     assert set(record["steps"]["torch_pipeline"]["result"]) == {"fp16", "fp16-graphs", "fp32", "dense"}
     (dense,) = record["steps"]["torch_pipeline"]["result"]["dense"]["dense"]
     assert dense["speedup"] > 0 and dense["tiles_per_s"] > 0 and dense["agreement"]["cells"] > 0
+    assert dense["speedup"] == pytest.approx(dense["tiles_per_s"] / dense["per_tile_tiles_per_s"], rel=0.01)
+    assert "## Dense scoring vs per tile" in (out / "kit.md").read_text()
 
     training = record["steps"]["training"]["result"]
     assert training["steps"][0]["loss_finite"] and training["fwrd_train"]["epochs"] == 1

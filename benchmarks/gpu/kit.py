@@ -542,6 +542,7 @@ def render_markdown(record: dict[str, Any]) -> str:
         note = r.get("reason") or r.get("error") or ""
         lines.append(f"| {name} | {r['status']} | {r.get('seconds', '')} | {' '.join(str(note).split())[:160]} |")
     lines.append("")
+    lines += _dense_lines(((steps.get("torch_pipeline") or {}).get("result") or {}).get("dense") or {})
     for name in ("cuda_memory", "precision", "torch_pipeline", "tensorrt_slots", "training"):
         r = steps.get(name) or {}
         if r.get("status") == "ok":
@@ -553,6 +554,23 @@ def _replace_out(args: list[Any], out: Path) -> list[Any]:
     """A demo step's arguments with its --out value replaced."""
     at = args.index("--out") + 1
     return [*args[:at], out, *args[at + 1:]]
+
+
+def _dense_lines(summary: dict[str, Any]) -> list[str]:
+    """The dense vs per-tile figures in a line each (the JSON below may be cut short)."""
+    if summary.get("status") == "skipped":
+        return ["## Dense scoring vs per tile", "", f"skipped: {summary.get('reason')}", ""]
+    rows = summary.get("dense") or []
+    if not rows:
+        return []
+    lines = ["## Dense scoring vs per tile (issue 12)", "",
+             "| model | workers | region / margin px | dense tiles/s | per-tile tiles/s | dense x | Spearman |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rho = (r.get("agreement") or {}).get("spearman")
+        lines.append(f"| {r['label']} | {r['workers']} | {r['region_side']} / {r['margin']} | {r['tiles_per_s']} | "
+                     f"{r['per_tile_tiles_per_s']} | {r['speedup']} | {rho} |")
+    return lines + [""]
 
 
 def _write(path: Path, text: str) -> None:

@@ -42,8 +42,8 @@ from fwrd.errors import FwrdError
               help="Grid step in pixels at the model's level [default: the tile size].")
 @click.option("--dense", is_flag=True,
               help="Score the grid from region passes (each region's maps computed once, every tile window read "
-                   "off them) instead of one pass per tile: the same outputs, many times faster at strides "
-                   "below the tile size. A documented second way of scoring: see the README.")
+                   "off them) instead of one pass per tile: the same output files, many times faster at strides "
+                   "below the tile size. A second way of scoring, not the same scores: see the README.")
 @click.option("--region", type=click.IntRange(min=32), default=None,
               help="--dense: largest region side in pixels at the model's level, a multiple of 32 "
                    "[default: 1536 on a CPU, 4096 on a GPU, at least 8 tiles; a TensorRT engine's region profile].")
