@@ -250,6 +250,20 @@ def test_ctrl_c_stops_a_ray_run_and_resume_scores_only_what_is_missing(
     _assert_same_outputs(out, local_run)
 
 
+def test_dense_ray_run_equals_a_dense_local_run(ray_cluster, synthetic_cohort, standin_dense, tmp_path):
+    """--dense travels to the actors: each opens its backend for regions and scores the same regions."""
+    dense = ("--dense", "--region", "256", "--margin", "32")
+    local, ray_out = tmp_path / "local", tmp_path / "ray"
+    result = CliRunner().invoke(command, _args(synthetic_cohort.slides_dir, standin_dense, local, *dense))
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(command, _args(synthetic_cohort.slides_dir, standin_dense, ray_out, *dense, "--ray"))
+    assert result.exit_code == 0, result.output
+    _assert_same_outputs(ray_out, local)
+    for name in SLIDES:
+        assert _summary(ray_out, name)["mode"] == "dense"
+        assert _summary(ray_out, name)["dense"] == _summary(local, name)["dense"]
+
+
 def test_out_that_an_actor_does_not_share_is_refused_with_one_line(ray_cluster, standin_model, tmp_path):
     worker = SlideWorker(BackendSpec(standin_model, {"threads": 1}), tmp_path, ".fwrd-ray-0123")
     error = worker.ready()["error"]

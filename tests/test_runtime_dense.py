@@ -166,6 +166,10 @@ def test_cli_dense_run_records_the_mode(synthetic_cohort, standin_dense, tmp_pat
     summary = json.loads((tmp_path / "out" / slide.stem / "summary.json").read_text())
     assert summary["mode"] == "dense" and summary["dense"]["region_side"] == 320
     assert summary["settings"]["region"] == 320 and summary["settings"]["margin"] == 32
+    assert "note: the threshold (0.35) was chosen on per-tile validation scores" in result.output
+    given = _run(slide, "--model", standin_dense, "--out", tmp_path / "given", "--dense", "--stride", "32",
+                 "--region", "320", "--margin", "32", "--threshold", "0.4")
+    assert given.exit_code == 0 and "note: the threshold" not in given.output
     result = _run(slide, "--model", standin_dense, "--out", tmp_path / "small", "--dense", "--region", "256")
     assert result.exit_code != 0 and result.output.count("Error:") == 1
     assert "--region 256 is too small for 64 px tiles with a 128 px margin: use at least" in result.output

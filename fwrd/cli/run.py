@@ -16,6 +16,9 @@ import click
 from fwrd.cli.common import FiniteFloat, FwrdCommand
 from fwrd.errors import FwrdError
 
+DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation scores; dense scores of the same "
+                        "tiles can sit elsewhere (README, Dense scoring): check tiles.csv, or give --threshold")
+
 
 @click.command("run", cls=FwrdCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -132,6 +135,8 @@ def command(
                        err=True)
             for note in getattr(opened, "notes", []):
                 click.echo(f"note: {note}", err=True)
+            if dense and threshold is None:
+                click.echo(f"note: {DENSE_THRESHOLD_NOTE.format(opened.config.threshold)}", err=True)
             results = score_cohort(chosen, opened, out, settings, log=log)
     failed = [r for r in results if r.status == "failed"]
     if len(results) == 1 and failed:
