@@ -315,6 +315,8 @@ class Kit:
         }
         summary: dict[str, Any] = {}
         for name, settings in runs.items():
+            if self.args.pipeline_runs and name not in self.args.pipeline_runs:
+                continue
             if self.args.budget_s - self.elapsed() < (25 if not self.dry else 1):
                 summary[name] = {"status": "skipped", "reason": "out of time"}
                 continue
@@ -624,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU; CUDA steps skipped")
     parser.add_argument("--budget-s", type=float, default=480.0, help="stop starting steps after this long")
     parser.add_argument("--steps", nargs="*", choices=STEPS, default=None, help="only these steps")
+    parser.add_argument("--pipeline-runs", nargs="*", choices=("fp16", "fp16-graphs", "fp32", "dense"), default=None,
+                        help="only these fwrd-bench runs of the torch_pipeline step")
     parser.add_argument("--checkpoint", default=None, help="model.pt to use instead of an untrained one")
     parser.add_argument("--no-results", action="store_true", help="do not write benchmarks/results/gpu-*")
     args = parser.parse_args(argv)
