@@ -23,6 +23,7 @@ from fwrd.errors import FwrdError
 from fwrd.runtime.cluster import (
     MAX_ATTEMPTS, BackendSpec, SlideWorker, check_address, dispatch_order, plan_actors, start_local_ray,
 )
+from signals import default_sigint
 
 STRIDE = 16  # 4-7k tiles per slide, ~3 s each on one core: long enough to kill an actor mid-slide
 COMPARED = ("tiles.csv", "heatmap.npy", "heatmap.png", "overlay.png", "detections.csv", "tumor.geojson")
@@ -203,7 +204,8 @@ def _stop_a_ray_run(slides: Path, model: Path, out: Path, signum: int, group: bo
     """Run `fwrd-run --ray` (its own local Ray) in a process group; once one slide is complete and another
     half done, send `signum` to the driver, or to the group as a terminal's Ctrl-C does."""
     code = f"from fwrd.cli.run import main\nmain({_args(slides, model, out, '--ray')!r})"
-    run = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=default_sigint)
     try:
         def one_done_one_half_done() -> bool:
             return bool(_complete(out)) and any(_journal_rows(j) >= 300 for j in out.glob("*/tiles.csv.part"))

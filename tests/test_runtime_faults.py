@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from fwrd.atomic import atomic_open, remove_stale_temps
 from fwrd.cli.run import command
+from signals import default_sigint
 
 # fwrd-run, with inference slowed to 20 ms a batch so that a signal lands mid-slide
 SLOW_RUN = (
@@ -58,7 +59,7 @@ def test_a_signal_flushes_the_journal_says_resume_and_exits(synthetic_cohort, st
     journal = out / f".{slide.stem}.partial" / "tiles.csv.part"
     run = subprocess.Popen(
         [sys.executable, "-c", SLOW_RUN, *_args(slide, standin_model, out, "--batch-size", "4")],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 120
     while not (journal.is_file() and len(journal.read_text().splitlines()) > 20):
