@@ -27,6 +27,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ class RegionBuffer:
         self.pixels, self.index, self.count = self._store[:h, :w], index, count
 
 
-class _Workers:
+class _Workers(ABC):
     """Worker threads that take the plan's units in order and fill buffers from a fixed pool."""
 
     def __init__(self, units: int, slide_path: str | Path, level: int, *, workers: int, buffers: int,
@@ -171,9 +172,9 @@ class _Workers:
                 reader.close()
             self._ready.put(_DONE)
 
+    @abstractmethod
     def _read_unit(self, unit: int, reader: TileReader, wid: int) -> bool:
         """Read one unit into buffers; False when stopped while waiting for a buffer."""
-        raise NotImplementedError
 
     def _finish(self, wid: int) -> None:
         """After the last unit: hand on whatever this worker still holds."""
