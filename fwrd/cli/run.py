@@ -44,9 +44,10 @@ DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation 
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Grid step in pixels at the model's level [default: the tile size].")
 @click.option("--dense", is_flag=True,
-              help="Score the grid from region passes (each region's maps computed once, every tile window read "
+              help="Experimental. Score the grid from region passes (each region's maps computed once, every tile window read "
                    "off them) instead of one pass per tile: the same output files, many times faster at strides "
-                   "below the tile size. A second way of scoring, not the same scores: see the README.")
+                   "below the tile size. A second way of scoring, not the same scores: a model trained on lone tiles "
+                   "can rank tiles differently with their context (README, Dense scoring).")
 @click.option("--region", type=click.IntRange(min=32), default=None,
               help="--dense: largest region side in pixels at the model's level, a multiple of 32 "
                    "[default: 1536 on a CPU, 4096 on a GPU, at least 8 tiles; a TensorRT engine's region profile].")
