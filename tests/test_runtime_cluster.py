@@ -167,9 +167,8 @@ def test_actor_killed_mid_slide_is_replaced_and_the_slide_continues_from_its_jou
     _assert_same_outputs(out, local_run)
 
 
-def test_a_slide_whose_actor_dies_every_time_fails_after_bounded_retries(
-        ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
-    out, victim = tmp_path / "out", "tumor_002"
+def _kill_every_attempt(slides: Path, model: Path, out: Path, victim: str) -> tuple[list[int], object]:
+    """Score the cohort with --ray while a thread SIGKILLs every actor that scores `victim`."""
     killed: list[int] = []
 
     def kill_every_attempt() -> None:
@@ -186,9 +185,23 @@ def test_a_slide_whose_actor_dies_every_time_fails_after_bounded_retries(
 
     killer = threading.Thread(target=kill_every_attempt, daemon=True)
     killer.start()
-    result = CliRunner().invoke(command, _args(synthetic_cohort.slides_dir, standin_model, out, "--ray"))
+    result = CliRunner().invoke(command, _args(slides, model, out, "--ray"))
     killer.join(timeout=5)
-    assert len(killed) == MAX_ATTEMPTS
+    return killed, result
+
+
+def test_a_slide_whose_actor_dies_every_time_fails_after_bounded_retries(
+        ray_cluster, synthetic_cohort, standin_model, local_run, tmp_path):
+    victim = "tumor_002"
+    # The killer finds an actor's journal through /proc while the actor writes it; on a busy machine it can
+    # miss an attempt, which then finishes the slide. That is the harness failing, not fwrd: try again, in
+    # a fresh folder, and hold fwrd to every assertion once all its attempts were killed.
+    for trial in range(3):
+        out = tmp_path / f"out{trial}"
+        killed, result = _kill_every_attempt(synthetic_cohort.slides_dir, standin_model, out, victim)
+        if len(killed) == MAX_ATTEMPTS:
+            break
+    assert len(killed) == MAX_ATTEMPTS, "the test's killer missed an attempt in 3 trials"
     assert result.exit_code == 1, result.output
     rows = _rows(out / "slides.csv")
     assert rows[victim]["status"] == "failed"

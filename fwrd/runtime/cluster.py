@@ -321,13 +321,19 @@ class _Driver:
         plans = plan_actors(ray.nodes(), self.spec.options.get("threads"), self.spec.wants_gpu)
         worker = ray.remote(SlideWorker)
         strategy = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
-        for number, plan in enumerate(plans):
+
+        def start_actor(number: int) -> None:
+            plan = plans[number]
             ask = {k: v for k, v in plan.items() if k != "node_id"}
             self.actors[number] = worker.options(
                 **ask, max_restarts=ACTOR_RESTARTS, max_task_retries=0,
                 scheduling_strategy=strategy(plan["node_id"], soft=True),
             ).remote(self.spec, self.out, self.marker)
             self._ask_ready(number)
+
+        self._start_actor = start_actor
+        for number in range(len(plans)):
+            start_actor(number)
         bar = tqdm(total=len(self.slides), unit="slide", desc="cohort", file=sys.stderr, dynamic_ncols=True,
                    disable=not self.progress, mininterval=0.5)
         try:
@@ -413,9 +419,13 @@ class _Driver:
                 ray.exceptions.OutOfMemoryError) as exc:
             task.deaths.append(_first_line(exc))
             if isinstance(exc, getattr(ray.exceptions, "ActorUnavailableError", ())):
-                # unreachable, perhaps still scoring: make sure this incarnation is gone before another
-                # actor takes the slide (Ray restarts it)
-                ray.kill(self.actors[number], no_restart=False)
+                # unreachable, perhaps still scoring: end this actor for good before another takes the slide,
+                # and start a new one. (A kill that lets Ray restart it could land on the next incarnation,
+                # already scoring another slide, and count a death against that slide.)
+                ray.kill(self.actors[number], no_restart=True)
+                self._start_actor(number)
+            else:
+                self._ask_ready(number)  # Ray restarts it; it is free again once ready
             if task.attempt < MAX_ATTEMPTS:
                 self.log(f"{task.path.stem}: its Ray actor died ({task.deaths[-1]}); retrying from its journal "
                          f"(attempt {task.attempt + 1} of {MAX_ATTEMPTS})")
@@ -424,7 +434,6 @@ class _Driver:
                 result = SlideResult(task.path.stem, task.path, "failed", None,
                                      f"the Ray actor scoring it died {MAX_ATTEMPTS} times (last: {task.deaths[-1]})")
                 self._record(task, result, bar)
-            self._ask_ready(number)  # Ray restarts it; it is free again once ready
             return
         except ray.exceptions.RayError as exc:  # not the slide's own error (those come back as results)
             result = SlideResult(task.path.stem, task.path, "failed", None, _first_line(exc))
