@@ -11,8 +11,9 @@ difference with the lesion outlines (where the two scorings disagree: tissue bor
         --results benchmarks/results/cpu-intel-xeon-2c-dense-quality-64px
 
 (1280 px slides at --tumor-scale 4 are about the smallest whose lesions are not all ITCs to fwrd-eval.)
-Besides fwrd-eval's slide AUROC (slide score: mean of the tiles at or above the model's threshold, a
-threshold chosen on per-tile scores) it gives the slide AUROC of the highest tile score, which needs none.
+Besides fwrd-eval's slide AUROC (slide score: mean of the tiles at or above the threshold each run used: the
+model's per-tile threshold, and for dense its dense threshold when it was trained with context, else the
+per-tile one) it gives the slide AUROC of the highest tile score, which needs none.
 Both runs use --resume, so an interrupted study continues where it stopped. Torch-free.
 """
 
@@ -116,7 +117,7 @@ def main() -> None:
     maps = {mode: heatmaps(work / mode) for mode in ("tiles", "dense")}
     scores = {mode: [] for mode in maps}
     labels_all, summary_rows, pictures = [], [], []
-    threshold = next(iter(maps["tiles"].values()))[1]["threshold"]
+    thresholds = {mode: next(iter(maps[mode].values()))[1]["threshold"] for mode in maps}
     masks = find_masks([cohort / "masks"])
     for name, (tiles_map, summary) in maps["tiles"].items():
         dense_map, dense_summary = maps["dense"][name]
@@ -141,14 +142,14 @@ def main() -> None:
     evals = {mode: {k: json.loads((work / mode / "eval" / f"{k}.json").read_text()) for k in ("froc", "slides")}
              for mode in maps}
     record = {
-        "model": str(args.model), "cohort": str(cohort), "stride": args.stride, "threshold": threshold,
+        "model": str(args.model), "cohort": str(cohort), "stride": args.stride, "threshold": thresholds,
         "machine": describe_machine(), "tiles": int(len(a)), "tumor_tiles": int(labels.sum()),
         "tile_auroc": {"tiles": roc_auc(labels, a), "dense": roc_auc(labels, b)},
         "lesion_froc": {m: evals[m]["froc"]["froc"] for m in evals},
         "slide_auroc": {m: evals[m]["slides"]["auc"] for m in evals},
         "slide_auroc_max_tile": {m: roc_auc(slide_truth, np.array([float(np.nanmax(maps[m][n][0])) for n in names]))
                                  for m in maps},  # threshold-free: the model's threshold is a per-tile one
-        "tiles_above_threshold": {m: int(np.count_nonzero(s >= threshold)) for m, s in (("tiles", a), ("dense", b))},
+        "tiles_above_threshold": {m: int(np.count_nonzero(s >= thresholds[m])) for m, s in (("tiles", a), ("dense", b))},
         "mean_score": {m: {"tumor": float(s[labels].mean()) if labels.any() else None,
                            "normal": float(s[~labels].mean())} for m, s in (("tiles", a), ("dense", b))},
         "spearman": float(spearmanr(a, b).statistic),
@@ -165,12 +166,12 @@ def main() -> None:
     lines += [f"| tile AUROC vs lesion masks ({len(a)} tiles, {int(labels.sum())} tumor) | "
               f"{record['tile_auroc']['tiles']:.4f} | {record['tile_auroc']['dense']:.4f} |",
               f"| lesion FROC | {record['lesion_froc']['tiles']:.4f} | {record['lesion_froc']['dense']:.4f} |",
-              f"| slide AUROC (fwrd-eval: slide score = mean of tiles >= the model's threshold) | "
+              f"| slide AUROC (fwrd-eval: slide score = mean of tiles >= the run's threshold) | "
               f"{record['slide_auroc']['tiles']:.4f} | {record['slide_auroc']['dense']:.4f} |",
               f"| slide AUROC, slide score = highest tile score (no threshold) | "
               f"{record['slide_auroc_max_tile']['tiles']:.4f} | {record['slide_auroc_max_tile']['dense']:.4f} |",
-              f"| tiles >= the model's threshold ({threshold:g}) | {record['tiles_above_threshold']['tiles']} | "
-              f"{record['tiles_above_threshold']['dense']} |",
+              f"| tiles >= the run's threshold | {record['tiles_above_threshold']['tiles']} "
+              f"({thresholds['tiles']:g}) | {record['tiles_above_threshold']['dense']} ({thresholds['dense']:g}) |",
               f"| mean tile score, tumor / normal tiles | {record['mean_score']['tiles']['tumor']:.3f} / "
               f"{record['mean_score']['tiles']['normal']:.3f} | {record['mean_score']['dense']['tumor']:.3f} / "
               f"{record['mean_score']['dense']['normal']:.3f} |",

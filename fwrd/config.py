@@ -32,6 +32,11 @@ class FWRDConfig:
             Camelyon16 tiles; `fwrd-train` replaces it with the best threshold on validation).
         architecture: "fwrd" (3x3 shortcut in the bottleneck) or "rd4ad" (1x1).
         teacher_weights: where the frozen teacher came from ("imagenet", "random", or a file name).
+        context: pixels of real tissue the training patches carried around each tile (`fwrd-patches
+            --context`): the model was trained on lone tiles and on tiles inside their surroundings,
+            so its scores rank tumor both per tile and dense (README, Dense scoring). 0: lone tiles only.
+        dense_threshold: the threshold best on validation for dense scores (a model trained with
+            context); `fwrd-run --dense` uses it instead of `threshold`. None: not known.
     """
 
     tile_size: int = 256
@@ -44,6 +49,8 @@ class FWRDConfig:
     threshold: float = 2.0
     architecture: str = "fwrd"
     teacher_weights: str = "imagenet"
+    context: int = 0
+    dense_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,6 +59,9 @@ class FWRDConfig:
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         validate_tile_size(self.tile_size)
+        self.context = validate_context(self.context)
+        if self.dense_threshold is not None:
+            self.dense_threshold = float(self.dense_threshold)
         if self.architecture not in ARCHITECTURES:
             raise FwrdError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
@@ -86,6 +96,10 @@ class FWRDConfig:
             raise FwrdError("model configuration is not a JSON object")
         return cls.from_dict(data)
 
+    def threshold_for(self, dense: bool) -> float:
+        """The model's own threshold for per-tile or dense scores (dense has its own once trained with context)."""
+        return self.dense_threshold if dense and self.dense_threshold is not None else self.threshold
+
     def replace(self, **changes: Any) -> "FWRDConfig":
         return dataclasses.replace(self, **changes)
 
@@ -95,6 +109,14 @@ def validate_tile_size(tile_size: int) -> int:
     if tile_size < 32 or tile_size % 32:
         raise FwrdError(f"tile size must be a positive multiple of 32, got {tile_size}")
     return tile_size
+
+
+def validate_context(context: int) -> int:
+    """Context around a training tile: whole feature-map cells at every scale, so the tile's core is exact."""
+    context = int(context)
+    if context < 0 or context % 32:
+        raise FwrdError(f"context must be 0 or a positive multiple of 32 pixels, got {context}")
+    return context
 
 
 # Keys of the ONNX `metadata_props` (and of the TensorRT plan's JSON manifest) that fwrd writes.

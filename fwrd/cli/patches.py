@@ -25,6 +25,9 @@ from fwrd.errors import FwrdError
               help="Tumor patches in total (tile centre inside a tumor annotation).")
 @click.option("--tile", default=256, show_default=True, type=int,
               help="Patch side in pixels at --level; a multiple of 32.")
+@click.option("--context", default=0, show_default=True, type=int,
+              help="Also save this many pixels of the tile's real surroundings on every side (a multiple of 32), "
+                   "so fwrd-train learns tiles both alone and in context: a model for --dense scoring.")
 @click.option("--level", default=0, show_default=True, type=click.IntRange(min=0),
               help="Pyramid level to read patches at (0 = full resolution).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the patch sampling.")
@@ -34,7 +37,7 @@ from fwrd.errors import FwrdError
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def command(
     inputs: tuple[Path, ...], annotations_dir: Path | None, out: Path, n_normal: int, n_tumor: int,
-    tile: int, level: int, seed: int, overwrite: bool, workers: int | None, progress: bool,
+    tile: int, context: int, level: int, seed: int, overwrite: bool, workers: int | None, progress: bool,
 ) -> None:
     """Extract normal and tumor training patches from slides (files or folders of them).
 
@@ -50,13 +53,13 @@ def command(
     result = extract_patches(
         inputs, out, annotations_dir=annotations_dir, n_normal=n_normal, n_tumor=n_tumor,
         tile=tile, level=level, seed=seed, overwrite=overwrite, progress=progress,
-        workers=workers or DEFAULT_WORKERS,
+        workers=workers or DEFAULT_WORKERS, context=context,
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"wrote {result.counts['normal']} normal + {result.counts['tumor']} tumor patches "
-        f"({tile} px, level {level}) from {len(result.per_slide)} slides to {result.out} "
+        f"({tile} px{f' + {context} px context' if context else ''}, level {level}) from {len(result.per_slide)} slides to {result.out} "
         f"in {result.seconds:.1f} s ({result.patches_per_s:.0f} patches/s)"
     )
 

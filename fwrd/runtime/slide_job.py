@@ -132,7 +132,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
 
         mark = time.perf_counter()
         _check_finite(grid, backend, slide)
-        threshold = backend.config.threshold if settings.threshold is None else settings.threshold
+        threshold = backend.config.threshold_for(settings.dense) if settings.threshold is None else settings.threshold
         summary = _write_outputs(slide, staging, plan, grid, threshold, settings)
         summary.update(_mode(settings, regions))
         t_write = time.perf_counter() - mark + times.write

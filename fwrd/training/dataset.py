@@ -1,7 +1,9 @@
 """Patch folders for training and validation: `normal/` and `tumor/` PNGs (tumor may be empty).
 
 Labels are explicit (1 = normal, 0 = tumor), never derived from folder order as ImageFolder would.
-The tile size is read from the images; level and resolution from `patches.json`/`patches.csv`.
+The tile size is read from the images; level, resolution and context from `patches.json`/`patches.csv`.
+Patches saved with context (`fwrd-patches --context C`) are tile + 2C px; `PatchSet.tile_size` is the
+tile's side, `PatchSet.side` the images'.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fwrd.config import validate_tile_size
-from fwrd.errors import DataError, InputNotFound
+from fwrd.config import validate_context, validate_tile_size
+from fwrd.errors import DataError, FwrdError, InputNotFound
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 NORMAL, TUMOR = 1, 0
@@ -32,6 +34,12 @@ class PatchSet:
     tile_size: int
     level: int
     mpp: float | None
+    context: int = 0  # real surroundings saved on every side of each tile (px)
+
+    @property
+    def side(self) -> int:
+        """Side of the images: the tile and its context."""
+        return self.tile_size + 2 * self.context
 
     @property
     def n_normal(self) -> int:
@@ -42,7 +50,8 @@ class PatchSet:
         return int((self.labels == TUMOR).sum())
 
     def subset(self, index: np.ndarray) -> "PatchSet":
-        return PatchSet(self.root, [self.files[i] for i in index], self.labels[index], self.tile_size, self.level, self.mpp)
+        return PatchSet(self.root, [self.files[i] for i in index], self.labels[index], self.tile_size, self.level,
+                        self.mpp, self.context)
 
 
 def load_patch_set(root: str | Path) -> PatchSet:
@@ -58,9 +67,11 @@ def load_patch_set(root: str | Path) -> PatchSet:
         raise DataError(f"{root}: 'normal/' holds no images")
     files = normal + tumor
     labels = np.array([NORMAL] * len(normal) + [TUMOR] * len(tumor), dtype=np.int64)
-    tile_size = _tile_size(files)
-    level, mpp = _resolution(root)
-    return PatchSet(root, files, labels, tile_size, level, mpp)
+    side = _image_side(files)
+    level, mpp, context = _resolution(root)
+    if side - 2 * context < 32:
+        raise DataError(f"{root}: patches are {side} px, too small for their {context} px context")
+    return PatchSet(root, files, labels, validate_tile_size(side - 2 * context), level, mpp, context)
 
 
 def stratified_split(patches: PatchSet, fraction: float, seed: int) -> tuple[PatchSet, PatchSet]:
@@ -92,8 +103,9 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.patches.files[i]
         tile = read_rgb(path)
-        if tile.shape[:2] != (self.patches.tile_size, self.patches.tile_size):
-            raise DataError(f"{path}: {tile.shape[1]}x{tile.shape[0]} px, expected {self.patches.tile_size} px")
+        side = self.patches.side
+        if tile.shape[:2] != (side, side):
+            raise DataError(f"{path}: {tile.shape[1]}x{tile.shape[0]} px, expected {side} px")
         return torch.from_numpy(tile), int(self.patches.labels[i])
 
 
@@ -111,7 +123,7 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def _tile_size(files: list[Path]) -> int:
+def _image_side(files: list[Path]) -> int:
     """All patches share one square size; check a sample cheaply (headers only)."""
     sizes = set()
     for path in files[:: max(1, len(files) // 64)] + files[-1:]:
@@ -125,24 +137,28 @@ def _tile_size(files: list[Path]) -> int:
     width, height = sizes.pop()
     if width != height:
         raise DataError(f"patches must be square, got {width}x{height}")
-    return validate_tile_size(width)
+    return width
 
 
-def _resolution(root: Path) -> tuple[int, float | None]:
-    """Level and microns per pixel of the patches, from fwrd-patches' sidecar files when present."""
+def _resolution(root: Path) -> tuple[int, float | None, int]:
+    """Level, microns per pixel and context of the patches, from fwrd-patches' sidecar files when present."""
     meta = root / "patches.json"
     if meta.is_file():
         try:
             data = json.loads(meta.read_text())
             mpp = data.get("mpp")
-            return int(data.get("level", 0)), (float(mpp) if mpp else None)
+            level, context = int(data.get("level", 0)), int(data.get("context", 0))
         except (ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"{meta}: unreadable ({exc})") from None
+        try:
+            return level, (float(mpp) if mpp else None), validate_context(context)
+        except FwrdError as exc:
+            raise DataError(f"{meta}: {exc}") from None
     table = root / "patches.csv"
     if table.is_file():
         with open(table, newline="") as fh:
             row = next(csv.DictReader(fh), None)
         if row and row.get("level", "").strip().isdigit():
             mpp = row.get("mpp")
-            return int(row["level"]), (float(mpp) if mpp else None)
-    return 0, None
+            return int(row["level"]), (float(mpp) if mpp else None), 0
+    return 0, None, 0

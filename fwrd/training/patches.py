@@ -9,7 +9,11 @@ Output, built in a hidden sibling folder and renamed into place at the end (an i
 never leaves a complete-looking folder):
     OUT/normal/<slide>_<x>_<y>.png, OUT/tumor/<slide>_<x>_<y>.png   (x, y: level-0 top-left)
     OUT/patches.csv    slide,x,y,level,tile,label   (label normal|tumor)
-    OUT/patches.json   {"level", "tile", "mpp" (of the patches; null unless all slides agree), ...}
+    OUT/patches.json   {"level", "tile", "context", "mpp" (of the patches; null unless all slides agree), ...}
+
+With `context` C > 0 each PNG is (tile + 2C) px: the tile with C px of its real surroundings on every
+side (white beyond the slide's edge), for training a model that dense scoring can use (README, Dense
+scoring). Sampling, labels and x, y are those of the tile itself, whatever C.
 
     result = extract_patches(["slides/"], "patches/", annotations_dir="annotations/",
                              n_normal=500, n_tumor=50, tile=256, level=0, seed=0)
@@ -34,7 +38,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fwrd import __version__
-from fwrd.config import validate_tile_size
+from fwrd.config import validate_context, validate_tile_size
 from fwrd.errors import DataError, FwrdError, InputNotFound
 from fwrd.slide.annotations import find_annotation, load_asap_xml
 from fwrd.slide.discover import find_slides
@@ -144,10 +148,12 @@ def extract_patches(
     min_tissue: float = DEFAULT_MIN_TISSUE,
     progress: bool = False,
     workers: int = DEFAULT_WORKERS,
+    context: int = 0,
 ) -> PatchResult:
     """Extract `n_normal` normal and `n_tumor` tumor patches of `tile` px at `level` (module docstring)."""
     start = time.perf_counter()
     validate_tile_size(int(tile))
+    context = validate_context(context)
     if n_normal < 0 or n_tumor < 0 or n_normal + n_tumor == 0:
         raise FwrdError(f"ask for at least one patch (got --normal {n_normal} --tumor {n_tumor})")
     if level < 0:
@@ -183,11 +189,11 @@ def extract_patches(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        rows = _write_patches(tmp, plans, tile, level, progress, workers)
+        rows = _write_patches(tmp, plans, tile, level, progress, workers, context)
         counts = {label: sum(1 for r in rows if r[5] == label) for label in LABELS}
         per_slide = {p.name: {label: len(p.picks[label]) for label in LABELS} for p in plans}
         meta = {
-            "level": int(level), "tile": int(tile), "mpp": _common_mpp(plans),
+            "level": int(level), "tile": int(tile), "context": context, "mpp": _common_mpp(plans),
             "seed": int(seed), "min_tissue": float(min_tissue), "requested": requested, "counts": counts,
             "slides": {p.name: {"mpp": p.mpp, **per_slide[p.name]} for p in plans},
             "fwrd_version": __version__,
@@ -205,7 +211,7 @@ def _save_png(rgb: np.ndarray, path: Path) -> None:
 
 
 def _write_patches(
-    tmp: Path, plans: list[_SlidePlan], tile: int, level: int, progress: bool, workers: int
+    tmp: Path, plans: list[_SlidePlan], tile: int, level: int, progress: bool, workers: int, context: int = 0
 ) -> list[tuple]:
     """Read the patches in this thread and encode the PNGs on `workers` threads (both release the
     GIL), with a bounded queue so memory stays flat."""
@@ -220,9 +226,11 @@ def _write_patches(
             jobs = [(int(y), int(x), label) for label in LABELS for x, y in plan.picks[label]]
             if not jobs:
                 continue
+            side = tile + 2 * context
+            border = int(round(context * plan.downsample))  # level-0 pixels
             with open_slide(plan.path) as slide:
                 for y, x, label in sorted(jobs):  # row-major: neighbouring reads share file tiles
-                    rgb = slide.read_region((x, y), level, (tile, tile))
+                    rgb = slide.read_region((x - border, y - border), level, (side, side))
                     pending.append(pool.submit(_save_png, rgb, tmp / label / f"{plan.name}_{x}_{y}.png"))
                     rows.append((plan.name, x, y, level, tile, label))
                     while len(pending) > 2 * workers:

@@ -2,7 +2,8 @@
 
 Each epoch: one pass over the training patches (Adam, betas (0.5, 0.999)), BatchNorm statistics
 re-estimated, then validation: patch scores (mean summed anomaly map, as at inference), patch AUROC
-and accuracy at the threshold that is best on validation. The best epoch (selection.py: validation
+and accuracy at the threshold that is best on validation (patches with context, see context.py, are
+also scored dense, with a threshold of their own). The best epoch (selection.py: validation
 accuracy, the paper's rule; AUROC breaks ties; a full tie keeps the earlier epoch) is `model.pt`, with
 that threshold in its config. The last epoch is `<name>.last.pt`, with the optimizer and every random
 state (rng.py), so `--resume` continues the same run; it is removed when the run finishes unless
@@ -32,7 +33,6 @@ from fwrd.config import FWRDConfig
 from fwrd.errors import CheckpointError, DataError, FwrdError
 from fwrd.evaluation.patches import best_threshold
 from fwrd.evaluation.roc import roc_auc
-from fwrd.model.anomaly_map import patch_score
 from fwrd.model.checkpoint import (
     model_from_checkpoint,
     read_checkpoint,
@@ -40,6 +40,7 @@ from fwrd.model.checkpoint import (
 )
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles
+from fwrd.training.context import context_loss, context_scores, lone_tiles
 from fwrd.model.weights import load_teacher_weights
 from fwrd.training.dataset import (
     PatchDataset,
@@ -47,7 +48,6 @@ from fwrd.training.dataset import (
     load_patch_set,
     stratified_split,
 )
-from fwrd.training.loss import focal_distillation_loss
 from fwrd.training.rng import capture_rng, restore_rng
 from fwrd.training.selection import BestEpoch
 
@@ -100,6 +100,8 @@ class EpochRecord:
     best: bool
     selection: str = ""  # why model.pt is (or stays) the epoch it is
     phases: dict[str, float] = field(default_factory=dict)  # seconds: train, batchnorm, validation, saving
+    val_auroc_dense: float | None = None  # patches with context: the tiles scored inside their surroundings
+    val_threshold_dense: float | None = None
 
 
 def sidecar(out: Path, suffix: str) -> Path:
@@ -125,9 +127,10 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
     np.random.seed(settings.seed)
     train_set, val_set = _datasets(settings)
     device = resolve_device(settings.device)
+    context = f" with {train_set.context} px context (lone and in context)" if train_set.context else ""
     log(
         f"training on {train_set.n_normal} normal + {train_set.n_tumor} tumor patches of "
-        f"{train_set.tile_size} px, validating on {val_set.n_normal} + {val_set.n_tumor}, device {device}"
+        f"{train_set.tile_size} px{context}, validating on {val_set.n_normal} + {val_set.n_tumor}, device {device}"
     )
     state = _initial_state(settings, train_set)
     if settings.amp:
@@ -164,20 +167,23 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
         with _timed(phases, "batchnorm"):
             recalibrate_batchnorm(model, loader, config, device, progress=_bar_label(settings, epoch, "BatchNorm"))
         with _timed(phases, "validation"):
-            scores = score_patches(model, val_set, config, device, settings.batch_size,
-                                   progress=_bar_label(settings, epoch, "validation"))
+            scores, dense = score_patches(model, val_set, config, device, settings.batch_size,
+                                          progress=_bar_label(settings, epoch, "validation"), dense=True)
         is_tumor = val_set.labels == 0
         threshold, accuracy = best_threshold(is_tumor, scores)
-        auroc = roc_auc(is_tumor, scores) if 0 < is_tumor.sum() < len(is_tumor) else None
+        auroc = _auroc(is_tumor, scores)
         is_best, why = best.consider(epoch, accuracy, auroc)
         seconds = phases["train"] + phases["batchnorm"]
         record = EpochRecord(epoch, loss, auroc, accuracy, threshold, seconds, len(train_set.files) / seconds,
                              is_best, why, phases)
+        if dense is not None:
+            record.val_auroc_dense = _auroc(is_tumor, dense)
+            record.val_threshold_dense = float(best_threshold(is_tumor, dense)[0])
         with _timed(phases, "saving"):
             with tqdm(total=1 + is_best, desc=f"epoch {epoch}: saving", unit="file", leave=False,
                       disable=not settings.progress) as bar:
                 if is_best:
-                    config = config.replace(threshold=float(threshold))
+                    config = config.replace(threshold=float(threshold), dense_threshold=record.val_threshold_dense)
                     save_checkpoint(settings.out, model, config, epoch=epoch, metrics=asdict(record))
                     bar.update()
                 history.append(asdict(record))
@@ -190,17 +196,26 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
         history[-1]["phases"] = record.phases = {k: round(v, 2) for k, v in phases.items()}
         _write_history(history_path, history)
         records.append(record)
-        shown = "n/a" if auroc is None else f"{auroc:.4f}"
         timing = ", ".join(f"{name} {secs:.0f} s" for name, secs in record.phases.items())
+        dense_part = ("" if dense is None else f" (dense: val AUROC {_shown(record.val_auroc_dense)}, "
+                      f"threshold {record.val_threshold_dense:.4f})")
         log(
-            f"epoch {epoch}/{settings.epochs}: loss {loss:.4f}, val AUROC {shown}, accuracy "
-            f"{accuracy:.4f} at threshold {threshold:.4f}, {record.patches_per_second:.1f} patches/s "
+            f"epoch {epoch}/{settings.epochs}: loss {loss:.4f}, val AUROC {_shown(auroc)}, accuracy "
+            f"{accuracy:.4f} at threshold {threshold:.4f}{dense_part}, {record.patches_per_second:.1f} patches/s "
             f"({timing}); {why}"
         )
     if records and not settings.keep_last and last_path.exists():
         last_path.unlink()
         log(f"removed {last_path.name} (only needed to resume; pass --keep-last to keep it)")
     return records
+
+
+def _auroc(is_tumor: np.ndarray, scores: np.ndarray) -> float | None:
+    return roc_auc(is_tumor, scores) if 0 < is_tumor.sum() < len(is_tumor) else None
+
+
+def _shown(auroc: float | None) -> str:
+    return "n/a" if auroc is None else f"{auroc:.4f}"
 
 
 def _bar_label(settings: TrainSettings, epoch: int, phase: str) -> str | None:
@@ -218,16 +233,22 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
 
 @torch.no_grad()
 def score_patches(model: ReverseDistillation, patches: PatchSet, config: FWRDConfig, device: torch.device,
-                  batch_size: int = 32, progress: str | None = None) -> np.ndarray:
-    """FW-RD patch scores (higher = more anomalous = tumor) of every patch, in file order; a progress
-    bar labelled `progress` when given."""
+                  batch_size: int = 32, progress: str | None = None, dense: bool = False):
+    """FW-RD patch scores (higher = more anomalous = tumor) of every patch's lone tile, in file order; a
+    progress bar labelled `progress` when given. With `dense`: (per-tile scores, dense scores of the tiles
+    inside their context, or None for patches without context)."""
     model.eval()
     loader = torch.utils.data.DataLoader(PatchDataset(patches), batch_size=batch_size, shuffle=False)
-    scores = []
+    scores, dense_scores = [], []
     for tiles, _ in tqdm(loader, desc=progress, unit="batch", leave=False, disable=progress is None):
-        teacher, student = model(normalise_tiles(tiles.to(device), config))
-        scores.append(patch_score(teacher, student, config.tile_size).cpu().numpy())
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+        per_tile, in_context = context_scores(model, tiles.to(device), config)
+        scores.append(per_tile.cpu().numpy())
+        if in_context is not None:
+            dense_scores.append(in_context.cpu().numpy())
+    per_tile = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    if not dense:
+        return per_tile
+    return per_tile, (np.concatenate(dense_scores) if config.context and dense_scores else None)
 
 
 @torch.no_grad()
@@ -252,7 +273,10 @@ def recalibrate_batchnorm(model: ReverseDistillation, loader, config: FWRDConfig
         for n, (tiles, _) in enumerate(loader):
             if n >= max_batches:
                 break
-            model(normalise_tiles(tiles.to(device), config))
+            tiles = tiles.to(device)
+            model(normalise_tiles(lone_tiles(tiles, config.context), config))
+            if config.context:  # both views the training steps showed the student
+                model(normalise_tiles(tiles, config))
             bar.update()
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -264,11 +288,7 @@ def _train_epoch(model, loader, optimizer, config, device, epoch, settings) -> f
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not settings.progress)
     for tiles, labels in bar:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp):
-            teacher, student = model(normalise_tiles(tiles.to(device), config))
-        if settings.amp:  # cosines of bf16 features lose the small differences the loss is made of
-            teacher, student = [t.float() for t in teacher], [s.float() for s in student]
-        loss = focal_distillation_loss(teacher, student, labels.to(device), config.alpha, config.gamma)
+        loss = context_loss(model, tiles.to(device), labels.to(device), config, autocast=settings.amp)
         if not torch.isfinite(loss):
             raise FwrdError(f"loss became {loss.item()} in epoch {epoch}; lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -286,6 +306,9 @@ def _datasets(settings: TrainSettings) -> tuple[PatchSet, PatchSet]:
         val = load_patch_set(settings.val_dir)
         if val.tile_size != patches.tile_size:
             raise DataError(f"validation patches are {val.tile_size} px, training patches {patches.tile_size} px")
+        if val.context != patches.context:
+            raise DataError(f"validation patches carry {val.context} px of context, training patches "
+                            f"{patches.context} px (fwrd-patches --context): extract both the same way")
         return patches, val
     if len(patches.files) < 4:
         raise DataError(f"{settings.train_dir}: too few patches ({len(patches.files)}) to hold out a validation set")
@@ -302,6 +325,9 @@ def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]
         model, config = model_from_checkpoint(data, last)
         if config.tile_size != patches.tile_size:
             raise DataError(f"--resume: checkpoint is for {config.tile_size} px tiles, patches are {patches.tile_size} px")
+        if config.context != patches.context:
+            raise DataError(f"--resume: checkpoint was trained with {config.context} px of context, patches carry "
+                            f"{patches.context} px")
         if "optimizer" not in data:
             raise CheckpointError(f"--resume: {last} holds no optimizer state")
         optimizer = _optimizer(model, settings)
@@ -320,7 +346,7 @@ def _initial_state(settings: TrainSettings, patches: PatchSet) -> dict[str, Any]
     teacher = load_teacher_weights(model.teacher, settings.teacher_weights)
     config = FWRDConfig(
         tile_size=patches.tile_size, level=patches.level, mpp=patches.mpp, alpha=settings.alpha, gamma=settings.gamma,
-        architecture=settings.architecture, teacher_weights=teacher.label,
+        architecture=settings.architecture, teacher_weights=teacher.label, context=patches.context,
     )
     history_path = sidecar(settings.out, ".history.jsonl")
     if history_path.exists():
