@@ -94,7 +94,9 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
     output.parent.mkdir(parents=True, exist_ok=True)
 
     log(f"checkpoint {settings.checkpoint}: {config.architecture}, {config.tile_size} px tiles, "
-        f"threshold {config.threshold:g}; verification tiles...")
+        f"threshold {config.threshold:g}"
+        + (f" (dense: {config.dense_threshold:g}, trained with {config.context} px context)"
+           if config.dense_threshold is not None else "") + "; verification tiles...")
     tiles, is_tumor = _verification_set(settings, config)
     reference = reference_scores(model, config, tiles)
 

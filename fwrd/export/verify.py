@@ -108,5 +108,5 @@ def verify_regions(path: Path, precision: str, model: ReverseDistillation, confi
     with torch.no_grad():
         reference = FusedScorer(model, config).eval()(torch.from_numpy(region[None]))[2:]
     want = window_scores([m[0].numpy() for m in reference], t, xs, ys)
-    return compare_scores(precision, want.ravel(), {1: got.ravel()}, None, config.threshold,
-                          runner="onnxruntime-cpu-regions")
+    return compare_scores(precision, want.ravel(), {1: got.ravel()}, None, config.threshold_for(dense=True),
+                          runner="onnxruntime-cpu-regions")  # calls at the threshold fwrd-run --dense uses
