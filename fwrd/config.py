@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +61,9 @@ class FWRDConfig:
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         validate_tile_size(self.tile_size)
         self.context = validate_context(self.context)
+        self.threshold = _finite(self.threshold, "threshold")
         if self.dense_threshold is not None:
-            self.dense_threshold = float(self.dense_threshold)
+            self.dense_threshold = _finite(self.dense_threshold, "dense threshold")
         if self.architecture not in ARCHITECTURES:
             raise FwrdError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
@@ -109,6 +111,14 @@ def validate_tile_size(tile_size: int) -> int:
     if tile_size < 32 or tile_size % 32:
         raise FwrdError(f"tile size must be a positive multiple of 32, got {tile_size}")
     return tile_size
+
+
+def _finite(value: float, name: str) -> float:
+    """A threshold that is not a finite number would call every tile one way, silently."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise FwrdError(f"the model's {name} is not a finite number ({value})")
+    return value
 
 
 def validate_context(context: int) -> int:

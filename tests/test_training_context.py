@@ -132,3 +132,24 @@ def test_dense_runs_use_the_models_dense_threshold(synthetic_cohort, tmp_path):
         if mode == "dense":
             assert "note: threshold 0.3: the model's own for dense scores (trained with 32 px context" in result.output
     assert thresholds == {"tiles": pytest.approx(0.35), "dense": pytest.approx(0.3)}
+
+
+def test_patch_sidecars_that_disagree_with_the_images_are_refused(synthetic_cohort, tmp_path):
+    """A context folder read as lone tiles would train a model on the wrong tile size, silently."""
+    from fwrd.errors import DataError
+
+    folder = tmp_path / "ctx"
+    _extract(synthetic_cohort, folder, 32)
+    meta = json.loads((folder / "patches.json").read_text())
+    (folder / "patches.json").write_text(json.dumps({**meta, "context": 64}))
+    with pytest.raises(DataError, match="patches are 128 px, but their sidecar records 64 px tiles with 64 px"):
+        load_patch_set(folder)
+    (folder / "patches.json").unlink()  # patches.csv alone records the tile: the context follows from it
+    patches = load_patch_set(folder)
+    assert (patches.tile_size, patches.context) == (64, 32)
+
+
+@pytest.mark.parametrize("field", ["threshold", "dense_threshold"])
+def test_a_non_finite_threshold_is_refused(field):
+    with pytest.raises(FwrdError, match="not a finite number"):
+        FWRDConfig(tile_size=64, **{field: float("nan")})

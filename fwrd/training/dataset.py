@@ -68,7 +68,12 @@ def load_patch_set(root: str | Path) -> PatchSet:
     files = normal + tumor
     labels = np.array([NORMAL] * len(normal) + [TUMOR] * len(tumor), dtype=np.int64)
     side = _image_side(files)
-    level, mpp, context = _resolution(root)
+    level, mpp, context, tile = _resolution(root)
+    if tile is not None and context == 0 and side > tile:  # patches.csv alone: it records the tile, not the context
+        context = validate_context((side - tile) // 2)
+    if tile is not None and side != tile + 2 * context:
+        raise DataError(f"{root}: patches are {side} px, but their sidecar records {tile} px tiles with "
+                        f"{context} px context ({tile + 2 * context} px)")
     if side - 2 * context < 32:
         raise DataError(f"{root}: patches are {side} px, too small for their {context} px context")
     return PatchSet(root, files, labels, validate_tile_size(side - 2 * context), level, mpp, context)
@@ -140,18 +145,20 @@ def _image_side(files: list[Path]) -> int:
     return width
 
 
-def _resolution(root: Path) -> tuple[int, float | None, int]:
-    """Level, microns per pixel and context of the patches, from fwrd-patches' sidecar files when present."""
+def _resolution(root: Path) -> tuple[int, float | None, int, int | None]:
+    """Level, microns per pixel, context and tile side of the patches, from fwrd-patches' sidecar files
+    when present (tile None: not recorded)."""
     meta = root / "patches.json"
     if meta.is_file():
         try:
             data = json.loads(meta.read_text())
             mpp = data.get("mpp")
             level, context = int(data.get("level", 0)), int(data.get("context", 0))
+            tile = int(data["tile"]) if data.get("tile") is not None else None
         except (ValueError, TypeError, AttributeError) as exc:
             raise DataError(f"{meta}: unreadable ({exc})") from None
         try:
-            return level, (float(mpp) if mpp else None), validate_context(context)
+            return level, (float(mpp) if mpp else None), validate_context(context), tile
         except FwrdError as exc:
             raise DataError(f"{meta}: {exc}") from None
     table = root / "patches.csv"
@@ -160,5 +167,6 @@ def _resolution(root: Path) -> tuple[int, float | None, int]:
             row = next(csv.DictReader(fh), None)
         if row and row.get("level", "").strip().isdigit():
             mpp = row.get("mpp")
-            return int(row["level"]), (float(mpp) if mpp else None), 0
-    return 0, None, 0
+            tile = row.get("tile", "").strip()
+            return int(row["level"]), (float(mpp) if mpp else None), 0, (int(tile) if tile.isdigit() else None)
+    return 0, None, 0, None

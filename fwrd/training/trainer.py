@@ -168,7 +168,7 @@ def train(settings: TrainSettings, log=print) -> list[EpochRecord]:
             recalibrate_batchnorm(model, loader, config, device, progress=_bar_label(settings, epoch, "BatchNorm"))
         with _timed(phases, "validation"):
             scores, dense = score_patches(model, val_set, config, device, settings.batch_size,
-                                          progress=_bar_label(settings, epoch, "validation"), dense=True)
+                                          progress=_bar_label(settings, epoch, "validation"))
         is_tumor = val_set.labels == 0
         threshold, accuracy = best_threshold(is_tumor, scores)
         auroc = _auroc(is_tumor, scores)
@@ -233,22 +233,20 @@ def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
 
 @torch.no_grad()
 def score_patches(model: ReverseDistillation, patches: PatchSet, config: FWRDConfig, device: torch.device,
-                  batch_size: int = 32, progress: str | None = None, dense: bool = False):
-    """FW-RD patch scores (higher = more anomalous = tumor) of every patch's lone tile, in file order; a
-    progress bar labelled `progress` when given. With `dense`: (per-tile scores, dense scores of the tiles
-    inside their context, or None for patches without context)."""
+                  batch_size: int = 32, progress: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """FW-RD scores (higher = more anomalous = tumor) of every patch's lone tile, in file order, and for
+    patches with context the dense scores of the tiles inside it (else None); a progress bar labelled
+    `progress` when given."""
     model.eval()
     loader = torch.utils.data.DataLoader(PatchDataset(patches), batch_size=batch_size, shuffle=False)
-    scores, dense_scores = [], []
+    scores, dense = [], []
     for tiles, _ in tqdm(loader, desc=progress, unit="batch", leave=False, disable=progress is None):
         per_tile, in_context = context_scores(model, tiles.to(device), config)
         scores.append(per_tile.cpu().numpy())
         if in_context is not None:
-            dense_scores.append(in_context.cpu().numpy())
+            dense.append(in_context.cpu().numpy())
     per_tile = np.concatenate(scores) if scores else np.zeros(0, np.float32)
-    if not dense:
-        return per_tile
-    return per_tile, (np.concatenate(dense_scores) if config.context and dense_scores else None)
+    return per_tile, (np.concatenate(dense) if dense else None)
 
 
 @torch.no_grad()
