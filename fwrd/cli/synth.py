@@ -28,10 +28,13 @@ from fwrd.errors import FwrdError
 @click.option("--tumor-scale", default=1.0, show_default=True, type=click.FloatRange(min=0.1, max=4.0),
               help="Size of the tumor regions (radius ~6% of the slide side times this). Camelyon16's FROC "
                    "counts lesions over 275 um (1132 px at 0.243 um/px) and ignores smaller ones as ITCs.")
+@click.option("--tissue-scale", default=1.0, show_default=True, type=click.FloatRange(min=0.5, max=4.0),
+              help="Size of the tissue (its ellipses' axes times this): 3 fills most of the slide, as a "
+                   "large section does.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT, replacing files of the same names.")
 def command(
     out: Path, n_tumor: int, n_normal: int, width: int, height: int, fmt: str, mpp: float, seed: int,
-    file_tile: int, tumor_scale: float, overwrite: bool,
+    file_tile: int, tumor_scale: float, tissue_scale: float, overwrite: bool,
 ) -> None:
     """Write synthetic slides to OUT: slides/, annotations/*.xml, masks/<name>_Mask.tif, reference.csv.
 
@@ -45,7 +48,8 @@ def command(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FwrdError(f"{out}: folder is not empty (pass --overwrite to write into it)")
     cohort = make_cohort(out, n_tumor=n_tumor, n_normal=n_normal, width=width, height=height, fmt=fmt,
-                         seed=seed, mpp=mpp, file_tile=file_tile, tumor_scale=tumor_scale)
+                         seed=seed, mpp=mpp, file_tile=file_tile, tumor_scale=tumor_scale,
+                         tissue_scale=tissue_scale)
     click.echo(
         f"wrote {len(cohort.tumor_slides)} tumor + {len(cohort.normal_slides)} normal {width}x{height} "
         f".{fmt} slides to {cohort.slides_dir} (annotations: {cohort.annotations_dir}, "

@@ -26,23 +26,28 @@ from fwrd.errors import FwrdError
 from fwrd.runtime.plan import SlidePlan
 
 ALIGN = 32  # the network's stride: region origins on multiples of it see identical features
-MARGIN = 128  # context around every tile window (measured: README, Dense scoring; benchmarks/dense_margin.py)
-SEAM_TOLERANCE = 0.01  # what MARGIN keeps seams below: |two region grids' scores of one window| (0..3 scale)
-CPU_SIDE = 1536  # default region side on a CPU, at least 8 tiles (2.0 GiB peak with the fp32 model)
+MARGIN = 128  # context around every tile window below 256 px (measured at 64 px: benchmarks/dense_margin.py)
+MARGIN_256 = 96  # ... and from 256 px up (measured at 256 px): a wider window averages the border away
+SEAM_TOLERANCE = 0.01  # what the margins keep seams below: |two region grids' scores of one window| (0..3 scale)
+CPU_SIDE = 1536  # default region side on a CPU (2.0 GiB peak with the fp32 64 px model) ...
+CPU_TILES = 10  # ... or 10 tiles if more: 2560 px at 256 px (4.3 GiB peak, fp32, ONNX Runtime)
 GPU_SIDE = 4096  # default region side on a GPU, at least 8 tiles
 SHIFTS = 3  # cell grid starts tried per axis (plan_regions)
 
 
 def default_side(tile: int, gpu: bool) -> int:
     """The region side a backend uses unless told (`fwrd-run --region`), level pixels: large enough that the
-    margin costs little next to the 16-fold overlap it saves at stride tile/4."""
-    return max(GPU_SIDE if gpu else CPU_SIDE, 8 * tile)
+    margin and the tile window's overhang cost little next to the 16-fold overlap saved at stride tile/4
+    (on tissue that fills its regions: 16 x ((side - 2 margin - tile + stride) / side)^2 fewer pixels)."""
+    return max(GPU_SIDE, 8 * tile) if gpu else max(CPU_SIDE, CPU_TILES * tile)
 
 
 def default_margin(tile: int) -> int:
-    """Context kept around every tile window: a property of the network's receptive field, not of the
-    tile size (measured: README, Dense scoring)."""
-    return MARGIN
+    """Context kept around every tile window. The border effect is the network's (its receptive field),
+    but a tile score averages it over the whole window, so larger tiles need less: measured at 64 px (96
+    meets the tolerance, 128 is 30x below it) and at 256 px (96 is 7.6x below it; 64 only 1.25x). README,
+    Dense scoring."""
+    return MARGIN_256 if tile >= 256 else MARGIN
 
 
 @dataclass

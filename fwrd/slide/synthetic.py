@@ -184,6 +184,7 @@ def make_synthetic_slide(
     seed: int = 0,
     n_tumor_regions: int = 3,
     tumor_scale: float = 1.0,
+    tissue_scale: float = 1.0,
     exclusion: bool = False,
     xml_path: str | Path | None = None,
     mask_path: str | Path | None = None,
@@ -209,7 +210,8 @@ def make_synthetic_slide(
     # one stream for the layout, one for the pixels; names keep slides of one seed different
     key = [int(seed), zlib.crc32(path.stem.encode())]
     layout = plan_layout(np.random.default_rng(key + [0]), width, height,
-                         n_tumor_regions if tumor else 0, exclusion and tumor, tumor_scale)
+                         n_tumor_regions if tumor else 0, exclusion and tumor, tumor_scale,
+                         tissue_scale)
     ann = Annotations(tumor=layout.tumors, exclusions=layout.exclusions)
     xml = mask = None
     if tumor:
@@ -242,6 +244,7 @@ def make_cohort(
     mpp: float | None = 0.243,
     file_tile: int = 256,
     tumor_scale: float = 1.0,
+    tissue_scale: float = 1.0,
 ) -> Cohort:
     """A Camelyon16-shaped folder: slides/, annotations/*.xml, masks/<name>_Mask.tif, reference.csv.
 
@@ -260,6 +263,7 @@ def make_cohort(
         cohort.slides.append(make_synthetic_slide(
             cohort.slides_dir / f"{name}.{fmt}", width=width, height=height, fmt=fmt, tumor=is_tumor,
             mpp=mpp, file_tile=file_tile, seed=seed, exclusion=(i == 0), tumor_scale=tumor_scale,
+            tissue_scale=tissue_scale,
             xml_path=cohort.annotations_dir / f"{name}.xml",
             mask_path=cohort.masks_dir / f"{name}_Mask.tif",
         ))

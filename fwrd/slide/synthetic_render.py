@@ -74,16 +74,17 @@ def _blob_polygon(
 
 def plan_layout(
     rng: np.random.Generator, width: int, height: int, n_tumor_regions: int, exclusion: bool,
-    tumor_scale: float = 1.0,
+    tumor_scale: float = 1.0, tissue_scale: float = 1.0,
 ) -> Layout:
-    """Tissue shape (2-3 overlapping ellipses with wobbly edges), tumor polygons inside the tissue,
-    and an optional exclusion hole in the first tumor."""
+    """Tissue shape (2-3 overlapping ellipses with wobbly edges, their axes times `tissue_scale`: above
+    ~2.5 tissue fills most of the slide, as a large section does), tumor polygons inside the tissue, and an
+    optional exclusion hole in the first tumor."""
     ch, cw = height // COARSE + 2, width // COARSE + 2
     yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
     tissue = np.full((ch, cw), -1.0, dtype=np.float32)
     for _ in range(int(rng.integers(2, 4))):
         cx, cy = rng.uniform(0.3, 0.7) * cw, rng.uniform(0.3, 0.7) * ch
-        ax, ay = rng.uniform(0.16, 0.3) * cw, rng.uniform(0.16, 0.3) * ch
+        ax, ay = rng.uniform(0.16, 0.3) * cw * tissue_scale, rng.uniform(0.16, 0.3) * ch * tissue_scale
         angle = rng.uniform(0, np.pi)
         u = ((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)) / ax
         v = (-(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)) / ay
