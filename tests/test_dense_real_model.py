@@ -9,7 +9,7 @@ import pytest
 
 from fwrd.runtime.backends import open_backend
 from fwrd.runtime.plan import plan_slide
-from fwrd.runtime.regions import MARGIN, SEAM_TOLERANCE, plan_regions
+from fwrd.runtime.regions import SEAM_TOLERANCE, default_margin, plan_regions
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.window_scores import scores_at
 from fwrd.slide.reader import open_slide
@@ -78,8 +78,8 @@ def test_no_seams_with_the_default_margin(exported_fp32, synthetic_cohort):
     patch = plan.without(~np.all(np.abs(plan.points - centre) <= 96, axis=1))
     reader = open_tile_reader(path, 0)
     with open_backend(exported_fp32[0].onnx, dense=True, region=4096) as backend:
-        one, whole = _dense(backend, reader, patch, 1024, MARGIN)
-        many, split = _dense(backend, reader, patch, 448, MARGIN)
+        one, whole = _dense(backend, reader, patch, 1024, default_margin(64))
+        many, split = _dense(backend, reader, patch, 448, default_margin(64))
         _, whole_bare = _dense(backend, reader, patch, 1024, 0)
         _, split_bare = _dense(backend, reader, patch, 192, 0)
     reader.close()

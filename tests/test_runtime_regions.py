@@ -10,7 +10,7 @@ from fwrd.config import FWRDConfig
 from fwrd.errors import FwrdError
 from fwrd.model.anomaly_map import upsample_mean_weights
 from fwrd.runtime.plan import plan_slide
-from fwrd.runtime.regions import ALIGN, cell_points, plan_regions, smallest_side
+from fwrd.runtime.regions import ALIGN, cell_points, default_margin, default_side, plan_regions, smallest_side
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.window_scores import scores_at, window_scores, window_weights
 from fwrd.slide.reader import open_slide
@@ -72,6 +72,13 @@ def test_cell_size_and_too_small_regions(synthetic_cohort):
         plan_regions(_plan(synthetic_cohort.slides[0].path, 16), 96, 32)
     with pytest.raises(FwrdError, match="multiples of 32"):
         plan_regions(_plan(synthetic_cohort.slides[0].path, 16), 250, 32)
+
+
+def test_default_geometry_by_tile_size():
+    """The margins the seam measurements chose (README, Dense scoring) and the region sides per backend."""
+    assert [default_margin(t) for t in (32, 64, 128, 256, 512)] == [128, 128, 128, 96, 96]
+    assert [default_side(t, gpu=False) for t in (64, 128, 256)] == [1536, 1536, 2560]
+    assert [default_side(t, gpu=True) for t in (64, 256, 1024)] == [4096, 4096, 8192]
 
 
 @pytest.mark.parametrize("tile, stride", [(64, 4), (64, 8), (64, 16), (256, 16), (32, 16)])

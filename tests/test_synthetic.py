@@ -12,6 +12,7 @@ from fwrd.errors import FwrdError
 from fwrd.slide.annotations import load_asap_xml, rasterize
 from fwrd.slide.reader import open_slide
 from fwrd.slide.synthetic import MIN_LEVEL_SIDE, level_sizes, make_synthetic_slide
+from fwrd.slide.synthetic_render import plan_layout
 
 
 def test_svs_structure(synthetic_cohort):
@@ -54,6 +55,20 @@ def test_deterministic_per_seed(tmp_path):
     a, b, c = files(tmp_path / "a", 5), files(tmp_path / "b", 5), files(tmp_path / "c", 6)
     assert a == b
     assert all(x != y for x, y in zip(a, c))
+
+
+def test_tissue_scale_grows_the_tissue_and_one_keeps_the_old_layout():
+    """--tissue-scale makes large sections (the dense benchmarks' slides); 1.0 draws exactly what it drew before."""
+    def layout(scale=None):
+        kwargs = {} if scale is None else {"tissue_scale": scale}
+        return plan_layout(np.random.default_rng(7), 4096, 4096, 2, True, **kwargs)
+
+    default, one, large = layout(), layout(1.0), layout(2.0)
+    np.testing.assert_array_equal(default.tissue_field, one.tissue_field)
+    np.testing.assert_array_equal(default.tumors[0], one.tumors[0])
+    assert (large.tissue_field > 0).mean() > 2 * (default.tissue_field > 0).mean()
+    bad = CliRunner().invoke(fwrd_main, ["synth", "x", "--tissue-scale", "0"])
+    assert bad.exit_code != 0 and "--tissue-scale" in bad.output and "Traceback" not in bad.output
 
 
 def test_tumor_texture_differs(synthetic_cohort):

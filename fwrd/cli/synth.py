@@ -29,8 +29,8 @@ from fwrd.errors import FwrdError
               help="Size of the tumor regions (radius ~6% of the slide side times this). Camelyon16's FROC "
                    "counts lesions over 275 um (1132 px at 0.243 um/px) and ignores smaller ones as ITCs.")
 @click.option("--tissue-scale", default=1.0, show_default=True, type=click.FloatRange(min=0.5, max=4.0),
-              help="Size of the tissue (its ellipses' axes times this): 3 fills most of the slide, as a "
-                   "large section does.")
+              help="Size of the tissue (its ellipses' axes times this): 2 makes a large section with some glass; "
+                   "3 leaves too little glass for the tissue rule (README).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT, replacing files of the same names.")
 def command(
     out: Path, n_tumor: int, n_normal: int, width: int, height: int, fmt: str, mpp: float, seed: int,
