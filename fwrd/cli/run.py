@@ -51,9 +51,11 @@ DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation 
                    "(fwrd-patches --context) (README, Dense scoring).")
 @click.option("--region", type=click.IntRange(min=32), default=None,
               help="--dense: largest region side in pixels at the model's level, a multiple of 32 "
-                   "[default: 1536 on a CPU, 4096 on a GPU, at least 8 tiles; a TensorRT engine's region profile].")
+                   "[default: on a CPU 1536 or 10 tiles (2560 at 256 px), on a GPU 4096 or 8 tiles; a TensorRT "
+                   "engine's region profile].")
 @click.option("--margin", type=click.IntRange(min=0), default=None,
-              help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: 128, measured].")
+              help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: 128 below "
+                   "256 px tiles, 96 from 256 px up; measured, README].")
 @click.option("--mpp", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata.")
 @click.option("--threshold", type=FiniteFloat(), default=None, help="Tumor threshold [default: the model's].")
