@@ -16,10 +16,6 @@ import click
 from fwrd.cli.common import FiniteFloat, FwrdCommand
 from fwrd.errors import FwrdError
 
-DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation scores; dense scores of the same "
-                        "tiles can sit elsewhere (README, Dense scoring): check tiles.csv, or give --threshold")
-
-
 @click.command("run", cls=FwrdCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", type=click.Path(path_type=Path),
@@ -140,6 +136,8 @@ def command(
             for note in getattr(opened, "notes", []):
                 click.echo(f"note: {note}", err=True)
             if dense and threshold is None:
+                from fwrd.runtime.slide_job import dense_threshold_note
+
                 click.echo(f"note: {dense_threshold_note(opened.config)}", err=True)
             results = score_cohort(chosen, opened, out, settings, log=log)
     failed = [r for r in results if r.status == "failed"]
@@ -149,14 +147,6 @@ def command(
     if failed:
         click.echo(f"Error: {len(failed)} of {len(results)} slides failed (see {out / 'slides.csv'})", err=True)
         sys.exit(1)
-
-
-def dense_threshold_note(config) -> str:
-    """Which threshold dense scores are called at, and how far to trust it."""
-    if config.dense_threshold is not None:
-        return (f"threshold {config.dense_threshold:g}: the model's own for dense scores (trained with "
-                f"{config.context} px context, chosen on dense validation scores)")
-    return DENSE_THRESHOLD_NOTE.format(config.threshold)
 
 
 def _say_where(out: Path, results: list) -> None:

@@ -48,7 +48,7 @@ from fwrd.errors import DependencyMissing, FwrdError, InputNotFound
 from fwrd.runtime.cohort import _cohort_line, prepare_output, score_or_fail
 from fwrd.runtime.outputs.slides_table import TABLE, update_slides_table
 from fwrd.runtime.settings import RunSettings
-from fwrd.runtime.slide_job import SlideResult
+from fwrd.runtime.slide_job import SlideResult, dense_threshold_note
 
 MAX_ATTEMPTS = 3  # tries per slide when the actor scoring it dies (a slide that kills every actor fails)
 ACTOR_RESTARTS = 3  # times Ray restarts one actor before giving it up
@@ -148,7 +148,8 @@ class SlideWorker:
             return {"error": self.error}
         b = self.backend
         return {"error": "", "node": self.node, "backend": b.name, "device": b.device, "precision": b.precision,
-                "notes": list(getattr(b, "notes", []))}
+                "notes": list(getattr(b, "notes", [])),
+                "dense_note": dense_threshold_note(b.config) if b.region is not None else ""}
 
     def score(self, slide: Path, settings: RunSettings) -> SlideResult:
         return score_or_fail(slide, self.backend, self.out, settings)
@@ -410,6 +411,8 @@ class _Driver:
                      f"({info['device']}, {info['precision']})")
             for note in info["notes"]:  # the backend's warnings, as a local run prints them
                 self.log(f"note: node {info['node']}: {note}")
+            if info["dense_note"] and self.settings.threshold is None:  # as a local run says it
+                self.log(f"note: {info['dense_note']}")
 
     def _on_slide(self, ref: Any, number: int, task: _Task, bar: tqdm) -> None:
         ray = self.ray

@@ -176,6 +176,18 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     return SlideResult(name, slide_path, "ok", summary["score"], "", final, summary)
 
 
+DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation scores; dense scores of the same "
+                        "tiles can sit elsewhere (README, Dense scoring): check tiles.csv, or give --threshold")
+
+
+def dense_threshold_note(config: Any) -> str:
+    """Which threshold dense scores are called at, and how far to trust it (fwrd-run prints it, on Ray too)."""
+    if config.dense_threshold is not None:
+        return (f"threshold {config.dense_threshold:g}: the model's own for dense scores (trained with "
+                f"{config.context} px context, chosen on dense validation scores)")
+    return DENSE_THRESHOLD_NOTE.format(config.threshold)
+
+
 def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
     """`settings` with the region side and margin a dense run uses filled in (they are part of the resume
     keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions."""
