@@ -122,7 +122,7 @@ class StandInContext:
         with torch.inference_mode(), torch.cuda.stream(stream):
             start.record(stream)
             tiles = device_tensor(self.addresses[INPUT_NAME], (n, t, t, 3), torch.uint8)
-            score, amap = self.engine.scorer(tiles)
+            score, amap = self.engine.scorer(tiles)[:2]  # a tile-only engine: the per-scale maps are not bound
             device_tensor(self.addresses[OUTPUT_SCORE], (n,), torch.float32).copy_(score)
             device_tensor(self.addresses[OUTPUT_AMAP], (n, a, a), torch.float32).copy_(amap)
             end.record(stream)
