@@ -76,9 +76,9 @@ def plan_layout(
     rng: np.random.Generator, width: int, height: int, n_tumor_regions: int, exclusion: bool,
     tumor_scale: float = 1.0, tissue_scale: float = 1.0,
 ) -> Layout:
-    """Tissue shape (2-3 overlapping ellipses with wobbly edges, their axes times `tissue_scale`: above
-    ~2.5 tissue fills most of the slide, as a large section does), tumor polygons inside the tissue, and an
-    optional exclusion hole in the first tumor."""
+    """Tissue shape (2-3 overlapping ellipses with wobbly edges, their axes times `tissue_scale`: 2 makes a
+    large section with some glass; from about 3 tissue fills the slide and the Otsu tissue rule no longer finds
+    all of it), tumor polygons inside the tissue, and an optional exclusion hole in the first tumor."""
     ch, cw = height // COARSE + 2, width // COARSE + 2
     yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
     tissue = np.full((ch, cw), -1.0, dtype=np.float32)
