@@ -40,8 +40,8 @@ from fwrd.model.checkpoint import (
 )
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles
-from fwrd.training.context import context_loss, context_scores, lone_tiles
 from fwrd.model.weights import load_teacher_weights
+from fwrd.training.context import context_loss, context_scores, lone_tiles
 from fwrd.training.dataset import (
     PatchDataset,
     PatchSet,
