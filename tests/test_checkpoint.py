@@ -125,7 +125,7 @@ def published(tmp_path, monkeypatch):
     torch.hub names it, with the hub cache moved under tmp_path. Returns (file, its state dict)."""
     from fwrd.model import weights
     from fwrd.model.teacher import WideResNetTeacher
-    from fwrd.runtime.model_file import file_sha256
+    from fwrd.digest import file_sha256
 
     torch.manual_seed(5)
     state = WideResNetTeacher().state_dict()

@@ -13,7 +13,7 @@ from fwrd.export import verify
 from fwrd.export.pipeline import ExportSettings
 from fwrd.export.verify import GATES, onnx_scores, reference_scores
 from fwrd.model import load_checkpoint
-from fwrd.model.checkpoint import file_sha256
+from fwrd.digest import file_sha256
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from onnx_standin import build_standin
 
 from fwrd.config import FORMAT_TAG, META_CONFIG, META_FORMAT, FWRDConfig
 from fwrd.errors import InputNotFound, ModelError
-from fwrd.runtime.model_file import check_fwrd_model, dtype_name, file_sha256, read_onnx_metadata
+from fwrd.digest import file_sha256
+from fwrd.runtime.model_file import check_fwrd_model, dtype_name, read_onnx_metadata
 
 CONFIG = FWRDConfig(tile_size=64, mpp=0.243, threshold=1.5)
 META = {META_FORMAT: FORMAT_TAG, META_CONFIG: CONFIG.to_json()}

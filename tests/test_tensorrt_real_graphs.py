@@ -21,7 +21,7 @@ from fwrd.export.quantize import KEEP_FP32, fp32_nodes
 from fwrd.export.tensorrt_rules import eight_bit_tensors, tensorrt_problems
 from fwrd.export.verify import onnx_scores
 from fwrd.runtime.backends.tensorrt import TensorRTBackend, manifest_path
-from fwrd.runtime.model_file import file_sha256
+from fwrd.digest import file_sha256
 
 pytestmark = pytest.mark.slow
 GRAPHS = ("exported_fp32", "exported_fp16", "exported_int8_trt")

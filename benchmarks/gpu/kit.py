@@ -337,7 +337,7 @@ class Kit:
 
         import standin_trt
         from fwrd.export.calibration import labelled_synthetic_tiles
-        from fwrd.export.fused_graph import FusedScorer
+        from fwrd.model.fused_scorer import FusedScorer
         from fwrd.model.checkpoint import load_checkpoint
         from fwrd.runtime.backends import tensorrt as trt_backend
         from fwrd.runtime.cuda_memory import device_properties

@@ -56,7 +56,7 @@ from fwrd.benchmark.targets import (
 from fwrd.config import FWRDConfig
 from fwrd.errors import DependencyMissing, FwrdError, ModelError
 from fwrd.runtime.backends.onnxruntime import physical_cores
-from fwrd.runtime.model_file import file_sha256
+from fwrd.digest import file_sha256
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.reader import open_slide

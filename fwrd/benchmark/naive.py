@@ -65,7 +65,7 @@ def load_torch_scorer(checkpoint: Path, threads: int | None = None, device: str 
 
     from fwrd.model.anomaly_map import patch_score
     from fwrd.model.checkpoint import load_checkpoint
-    from fwrd.model.torch_backend import resolve_device
+    from fwrd.model.device import resolve_device
 
     target = resolve_device(device)
     if threads:

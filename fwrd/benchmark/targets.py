@@ -28,7 +28,7 @@ from fwrd.config import META_CHECKPOINT_SHA256, META_PRECISION
 from fwrd.errors import FwrdError, InputNotFound, ModelError
 from fwrd.runtime.backends import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, open_backend
 from fwrd.runtime.backends.base import Backend
-from fwrd.runtime.model_file import file_sha256
+from fwrd.digest import file_sha256
 
 KINDS = ("auto", "onnxruntime", "ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt", "torch", "torch-fp16", "torch-fp32")
 ORT_DEVICES = {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-tensorrt": "tensorrt"}

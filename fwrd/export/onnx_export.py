@@ -38,7 +38,7 @@ from fwrd.config import (
     FWRDConfig,
 )
 from fwrd.errors import FwrdError
-from fwrd.export.fused_graph import FusedScorer
+from fwrd.model.fused_scorer import FusedScorer
 from fwrd.model.network import ReverseDistillation
 
 OPSET = 18

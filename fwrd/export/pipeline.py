@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from fwrd.atomic import write_json
+from fwrd.digest import file_sha256
 from fwrd.config import META_PRECISION
 from fwrd.errors import DependencyMissing, ExportGateFailed, FwrdError, InputNotFound
 from fwrd.export.calibration import labelled_synthetic_tiles, noise_tiles, slide_tissue_tiles
@@ -84,7 +85,7 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
     from fwrd.export.onnx_export import export_fused_onnx, write_metadata
     from fwrd.export.quantize import quantize_int8
     from fwrd.export.verify import reference_scores, verify_graph, verify_regions
-    from fwrd.model.checkpoint import file_sha256, load_checkpoint
+    from fwrd.model.checkpoint import load_checkpoint
 
     model, config = load_checkpoint(settings.checkpoint)
     sha = file_sha256(settings.checkpoint)
@@ -144,7 +145,7 @@ def build_engine_from_onnx(settings: ExportSettings, precision: str | None = Non
                            log: Callable[[str], None] = print) -> dict:
     """`fwrd-export rd.onnx --engine rd.plan`: an engine from a graph exported earlier (anywhere), gated on the
     verification set saved beside it. Needs no torch; the engine's precision is the graph's unless given."""
-    from fwrd.runtime.model_file import file_sha256, read_onnx_metadata
+    from fwrd.runtime.model_file import read_onnx_metadata
 
     onnx_path = Path(settings.checkpoint)
     if not onnx_path.is_file():

@@ -27,7 +27,7 @@ import torch
 from fwrd.config import INPUT_NAME, OUTPUT_MAPS, OUTPUT_SCORE, FWRDConfig
 from fwrd.errors import DependencyMissing
 from fwrd.export.gate import GATES, Gate, VerifyReport, compare_scores, enforce  # noqa: F401  (re-exported)
-from fwrd.export.fused_graph import FusedScorer
+from fwrd.model.fused_scorer import FusedScorer
 from fwrd.model.anomaly_map import patch_score
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles

@@ -24,7 +24,6 @@ from fwrd.config import FWRDConfig
 from fwrd.errors import CheckpointError, FwrdError, InputNotFound
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.weights import TeacherFile, load_teacher_weights, named_file, restore_teacher
-from fwrd.runtime.model_file import file_sha256  # noqa: F401  (re-exported: fwrd.export hashes checkpoints)
 
 CHECKPOINT_FORMAT = "fwrd-checkpoint-v1"
 REFERENCE_UNUSED = ("conv4.", "bn4.")  # defined and never used by the reference bottleneck

@@ -24,7 +24,7 @@ import torch
 
 from fwrd.errors import CheckpointError, DependencyMissing, InputNotFound
 from fwrd.model.teacher import WideResNetTeacher
-from fwrd.runtime.model_file import file_sha256
+from fwrd.digest import file_sha256
 
 IMAGENET_URL = "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"
 IMAGENET_FILE = "wide_resnet50_2-95faca4d.pth"

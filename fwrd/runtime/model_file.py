@@ -10,7 +10,6 @@ that is not an fwrd export must be refused up front with one clear line, not fai
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from fwrd.config import (
     OUTPUT_SCORE,
     FWRDConfig,
 )
+from fwrd.digest import file_sha256
 from fwrd.errors import FwrdError, InputNotFound, ModelError
 
 # (name, dtype, shape): dtype as numpy names it ("uint8") or as ONNX Runtime does ("tensor(uint8)");
@@ -154,15 +154,6 @@ def check_engine_argument(path: str | Path) -> None:
     raise ModelError(
         f"{path}: --engine takes a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}); {build}"
     )
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file, read in chunks (a 460 MB model never sits in memory twice)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_tensor(source: str, spec: TensorSpec, dtype: str, shape: list[int | None], role: str) -> None:

@@ -38,6 +38,7 @@ from fwrd.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from fwrd.model.device import resolve_device
 from fwrd.model.network import ReverseDistillation
 from fwrd.model.preprocess import normalise_tiles
 from fwrd.model.weights import load_teacher_weights
@@ -107,14 +108,6 @@ class EpochRecord:
 def sidecar(out: Path, suffix: str) -> Path:
     """`model.pt` -> `model.last.pt`, `model.history.jsonl`."""
     return out.with_name(out.stem + suffix)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FwrdError("--device cuda asked for, but this PyTorch has no usable CUDA device")
-    return torch.device(name)
 
 
 def train(settings: TrainSettings, log=print) -> list[EpochRecord]:

@@ -176,7 +176,7 @@ def tiny_verification(path: Path, n: int = 12, tile_size: int = 32, seed: int = 
     """A verification set for a tiny (or stand-in) graph: its own ONNX Runtime CPU scores as the reference,
     like PyTorch fp32's for a real export."""
     from fwrd.export.gate import VerificationSet
-    from fwrd.runtime.model_file import file_sha256
+    from fwrd.digest import file_sha256
 
     tiles = random_tiles(n, tile_size, seed)
     return VerificationSet(tiles, ort_reference(path, tiles)[0].astype(np.float64), None, file_sha256(path))

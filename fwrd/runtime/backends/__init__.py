@@ -2,8 +2,8 @@
 
 `.onnx` runs in ONNX Runtime (TensorRT EP > CUDA EP > CPU, whichever this machine has); `.plan`
 (or `.engine`) is a TensorRT engine run by `fwrd.runtime.backends.tensorrt`, imported only then;
-`backend="torch"` runs a checkpoint (`model.pt`) in PyTorch (`fwrd.model.torch_backend`, the only path
-here that imports torch, and only when asked for).
+`backend="torch"` runs a checkpoint (`model.pt`) in PyTorch (`fwrd.runtime.backends.torch`, whose torch half
+in `fwrd.model.runner` is the only path here that imports torch, and only when asked for).
 
     with open_backend("rd.onnx", batch_size=32) as backend:
         score, amap = backend.infer(tiles)
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from fwrd.errors import DependencyMissing, InputNotFound, ModelError
 from fwrd.runtime.backends.base import Backend
-from fwrd.runtime.model_file import ENGINE_SUFFIXES, file_sha256, refuse_checkpoint
+from fwrd.digest import file_sha256
+from fwrd.runtime.model_file import ENGINE_SUFFIXES, refuse_checkpoint
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -87,8 +88,6 @@ def _open_torch(path: Path, batch_size: int, threads: int | None, **options: obj
     if path.suffix.lower() in ENGINE_SUFFIXES or path.suffix.lower() == ".onnx":
         raise ModelError(f"{path}: the torch backend runs a checkpoint from fwrd-train (model.pt); "
                          "run an ONNX model or a TensorRT plan with --backend auto")
-    try:
-        module = importlib.import_module("fwrd.model.torch_backend")
-    except ImportError as exc:
-        raise DependencyMissing(f"the torch backend needs PyTorch ({exc}): pip install fwrd[train]") from None
-    return module.TorchBackend(path, batch_size=batch_size, threads=threads, **options)
+    from fwrd.runtime.backends.torch import TorchBackend
+
+    return TorchBackend(path, batch_size=batch_size, threads=threads, **options)

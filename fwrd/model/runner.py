@@ -1,14 +1,15 @@
-"""The PyTorch backend: `fwrd-run --model model.pt --backend torch` on a GPU without TensorRT, or a CPU.
+"""Running the fused scorer fast in PyTorch: what `fwrd-run --backend torch` does under the hood.
 
-Most GPU users of slide-level tools have PyTorch with CUDA and no TensorRT, so this runs the checkpoint
-from `fwrd-train` through the same streaming pipeline, in the fast way rather than the naive one:
+Most GPU users of slide-level tools have PyTorch with CUDA and no TensorRT, so the checkpoint from
+`fwrd-train` runs through the same streaming pipeline as an exported graph, in the fast way rather than
+the naive one:
 
     decode worker -> numpy batch --memcpy--> pinned host buffer (slot k)
       slot k's CUDA stream:  H2D copy (non_blocking) -> FusedScorer (preprocessing on the device,
                              channels_last, fp16 convolutions) -> D2H copy of score/amap -> event
     while slot k+1's stream already copies and computes the next batch (`streams` slots in flight)
 
-The network is `fwrd.export.fused_graph.FusedScorer`, the very module `fwrd-export` writes as ONNX, so
+The network is `fwrd.model.fused_scorer.FusedScorer`, the very module `fwrd-export` writes as ONNX, so
 the torch and ONNX backends compute the same function (tests hold fp32 to 1e-4 relative). On CUDA every
 batch is padded to the batch size: one shape means one cuDNN autotune and makes CUDA graphs possible.
 By default each slot captures the scorer as a CUDA graph once and replays it: on an H100 (256 px, fp16,
@@ -16,124 +17,81 @@ batch 64) that was 3338 vs 3252 tiles/s inference only and 3146 vs 2980 end to e
 (benchmarks/results/gpu-nvidia-h100-80gb-hbm3-2026-11-26.md). TF32 stays off for fp32 unless asked for:
 PyTorch enables it for cuDNN convolutions by default, which moves scores (by 1.5e-5 on that card and model).
 
-Dense scoring (`dense=True`): regions run one at a time through the same scorer (on CUDA every region
-has the full side, so cuDNN tunes one shape), returning the per-scale maps.
+Dense scoring: regions run one at a time through the same scorer, returning the per-scale maps.
 
-This module imports torch: it lives in fwrd.model, and `fwrd.runtime.backends.open_backend` imports it
-only for `--backend torch`, so the ONNX/TensorRT runtime stays torch-free.
+This is the torch half of the torch backend; `fwrd.runtime.backends.torch` is the other half (the
+runtime's `Backend` interface, input checks), which imports this module only when `--backend torch` is
+asked for, so the ONNX/TensorRT runtime stays torch-free.
 
-    with TorchBackend("model.pt", device="cuda", precision="fp16", batch_size=64) as backend:
-        for tag, score, amap in backend.run_batches(batches): ...
+    runner = TorchRunner(model, config, device=torch.device("cuda"), precision="fp16", batch_size=64)
+    for tag, score, amap in runner.run_batches(batches): ...
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
-from fwrd.export.fused_graph import FusedScorer
-from fwrd.model.checkpoint import load_checkpoint
-from fwrd.runtime.backends.base import Backend, RegionMaps, check_region, check_tiles
-from fwrd.runtime.regions import default_side
+from fwrd.config import FWRDConfig
+from fwrd.errors import FwrdError, ModelError
+from fwrd.model.fused_scorer import FusedScorer
+from fwrd.model.network import ReverseDistillation
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "fp16")
 DEFAULT_STREAMS = 2  # batches in flight on CUDA: one copying while the other computes
 GRAPH_WARMUP = 2  # eager passes on a side stream before capture (cuDNN autotune, allocator)
+RegionMaps = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when this PyTorch sees a GPU, else cpu; "cuda" without one is DependencyMissing."""
-    name = (name or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DependencyMissing(
-                f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU; "
-                "use --device cpu, or install a CUDA build of PyTorch on a machine with an NVIDIA driver"
-            )
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise FwrdError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
+class TorchRunner:
+    """A FusedScorer on one device: uint8 tiles -> (score, amap), several batches in flight on CUDA.
 
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """"auto" -> fp16 on CUDA (the convolutions in half, norms and cosine in fp32), fp32 on the CPU."""
-    name = (name or "auto").lower()
-    if name not in PRECISIONS:
-        raise FwrdError(f"unknown precision {name!r}; the torch backend runs fp32 or fp16")
-    if name == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return name
-
-
-class TorchBackend(Backend):
-    """A checkpoint's FusedScorer in PyTorch: uint8 tiles -> (score, amap), several batches in flight on CUDA.
-
-    Not thread-safe: one consumer drives `infer` or `run_batches` at a time.
+    Inputs are checked by the caller (the runtime's backend). Not thread-safe: one consumer drives
+    `infer` or `run_batches` at a time.
     """
 
-    name = "torch"
-
     def __init__(
-        self, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto", batch_size: int = 16,
-        threads: int | None = None, cuda_graphs: bool = True, tf32: bool = False,
-        streams: int = DEFAULT_STREAMS, dense: bool = False, region: int | None = None,
+        self, model: ReverseDistillation, config: FWRDConfig, *, device: torch.device, precision: str,
+        batch_size: int = 16, threads: int = 1, cuda_graphs: bool = True, tf32: bool = False,
+        streams: int = DEFAULT_STREAMS, regions: bool = False,
     ) -> None:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise InputNotFound(f"checkpoint not found: {path}")
         if batch_size < 1 or streams < 1:
             raise FwrdError(f"need batch size >= 1 and streams >= 1, got {batch_size} and {streams}")
-        self.torch_device = resolve_device(device)
-        precision = resolve_precision(precision, self.torch_device)
-        model, config = load_checkpoint(path)
-        super().__init__(config, {"fwrd.config": config.to_json()}, precision)
-        self.path = path
+        self.config = config
+        self.tile_size = config.tile_size
+        self.torch_device = device
+        self.precision = precision
         self.batch_size = int(batch_size)
         self.tf32 = bool(tf32) and precision == "fp32"
-        self.cuda = self.torch_device.type == "cuda"
+        self.cuda = device.type == "cuda"
         self.cuda_graphs = bool(cuda_graphs) and self.cuda
-        if threads and not self.cuda:
-            torch.set_num_threads(int(threads))
-        elif not self.cuda:
-            from fwrd.runtime.backends.onnxruntime import physical_cores
-
-            torch.set_num_threads(physical_cores())
+        if not self.cuda:
+            torch.set_num_threads(max(1, int(threads)))
         self._apply_flags()
         scorer = FusedScorer(model, config, half=(precision == "fp16")).eval()
-        del model
         if self.cuda:
-            scorer = scorer.to(self.torch_device, memory_format=torch.channels_last)
+            scorer = scorer.to(device, memory_format=torch.channels_last)
         self._scorer = scorer
         self._slots: list[_CudaSlot] = []
         self._streaming = False
         self.device = self._describe_device()
-        if dense:
-            self.region = int(region or default_side(config.tile_size, gpu=self.cuda))
-            self.fixed_regions = self.cuda  # one input shape: one cuDNN autotune
-            return  # regions need no tile slots
-        if self.cuda:
-            try:
-                self._slots = [_CudaSlot(self, self.batch_size) for _ in range(int(streams))]
-                torch.cuda.synchronize(self.torch_device)
-            except torch.cuda.OutOfMemoryError:
-                self.close()
-                hint = " or --no-cuda-graphs" if self.cuda_graphs else ""
-                raise ModelError(f"out of GPU memory at batch size {self.batch_size}: "
-                                 f"use a smaller --batch-size{hint}") from None
+        if regions or not self.cuda:
+            return  # regions need no tile slots; the CPU runs batches synchronously
+        try:
+            self._slots = [_CudaSlot(self, self.batch_size) for _ in range(int(streams))]
+            torch.cuda.synchronize(device)
+        except torch.cuda.OutOfMemoryError:
+            self.close()
+            hint = " or --no-cuda-graphs" if self.cuda_graphs else ""
+            raise ModelError(f"out of GPU memory at batch size {self.batch_size}: "
+                             f"use a smaller --batch-size{hint}") from None
 
     # -- set-up ----------------------------------------------------------------------------------
     def _apply_flags(self) -> None:
-        """Process-wide switches this backend relies on (another backend in the process may change them)."""
+        """Process-wide switches this runner relies on (another backend in the process may change them)."""
         if self.cuda:
             torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = self.tf32
@@ -145,24 +103,14 @@ class TorchBackend(Backend):
         index = self.torch_device.index if self.torch_device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
-    @property
-    def max_batch(self) -> int | None:
-        return self.batch_size if self.cuda else None
-
-    def scores_identity(self) -> str:
-        """The checkpoint alone does not fix the scores: fp16/fp32 (and TF32) give other numbers."""
-        return f"{super().scores_identity()}/torch-{self.precision}{'-tf32' if self.tf32 else ''}"
-
     def forward(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused scorer's score and amap for a uint8 [B, T, T, 3] tensor already on the device."""
         score, amap, *_ = self._scorer(tiles)
         return score, amap
 
     def infer_region(self, region: np.ndarray) -> RegionMaps:
-        """One region, synchronously: uint8 [H, W, 3] -> the per-scale maps."""
-        if self.region is None:
-            return super().infer_region(region)
-        pixels = torch.from_numpy(check_region(region, self.tile_size, self.region)[None])
+        """One checked region uint8 [H, W, 3], synchronously -> the per-scale maps."""
+        pixels = torch.from_numpy(region[None])
         self._apply_flags()
         with torch.inference_mode():
             if self.cuda:
@@ -172,8 +120,7 @@ class TorchBackend(Backend):
 
     # -- running ---------------------------------------------------------------------------------
     def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One batch, synchronously (larger batches run in chunks of the batch size on CUDA)."""
-        tiles = check_tiles(tiles, self.tile_size)
+        """One checked batch, synchronously (larger batches run in chunks of the batch size on CUDA)."""
         if self._streaming:
             raise ValueError("infer() called while run_batches() still has batches in flight")
         if not self.cuda:
@@ -195,7 +142,9 @@ class TorchBackend(Backend):
         Each batch is copied into a slot's pinned buffer at once, so the producer may reuse its array.
         """
         if not self.cuda:
-            yield from super().run_batches(batches)
+            for tag, tiles in batches:
+                score, amap = self.infer(tiles)
+                yield tag, score, amap
             return
         if not self._slots:
             raise ValueError("the torch backend is closed")
@@ -207,7 +156,6 @@ class TorchBackend(Backend):
         self._streaming = True
         try:
             for tag, tiles in batches:
-                tiles = check_tiles(tiles, self.tile_size)
                 if len(tiles) > self.batch_size:
                     raise ValueError(f"a batch of {len(tiles)} tiles exceeds the batch size {self.batch_size}")
                 if not free:  # every slot busy: finish the oldest while the others compute
@@ -237,19 +185,17 @@ class TorchBackend(Backend):
             torch.cuda.empty_cache()
 
     def describe(self) -> dict[str, Any]:
-        info = super().describe()
-        info.update(torch=torch.__version__, batch_size=self.batch_size, tf32=self.tf32,
+        return dict(torch=torch.__version__, batch_size=self.batch_size, tf32=self.tf32,
                     cuda_graphs=self.cuda_graphs, streams=len(self._slots) or None)
-        return info
 
 
 class _CudaSlot:
     """One batch in flight: pinned host tiles and results, device tiles, a stream, a completion event."""
 
-    def __init__(self, backend: TorchBackend, batch_size: int) -> None:
-        device, t = backend.torch_device, backend.tile_size
+    def __init__(self, runner: TorchRunner, batch_size: int) -> None:
+        device, t = runner.torch_device, runner.tile_size
         a = t // 4
-        self.backend = backend
+        self.runner = runner
         self.batch_size = batch_size
         self.stream = torch.cuda.Stream(device)
         self.done = torch.cuda.Event()
@@ -263,13 +209,13 @@ class _CudaSlot:
         self.graph_out: tuple[torch.Tensor, torch.Tensor] | None = None
         self.stream.wait_stream(torch.cuda.current_stream(device))  # weights were uploaded there
         with torch.inference_mode(), torch.cuda.stream(self.stream):
-            for _ in range(GRAPH_WARMUP if backend.cuda_graphs else 1):  # autotune outside the timed run
-                backend.forward(self.dev_tiles)
-            if backend.cuda_graphs:
+            for _ in range(GRAPH_WARMUP if runner.cuda_graphs else 1):  # autotune outside the timed run
+                runner.forward(self.dev_tiles)
+            if runner.cuda_graphs:
                 self.stream.synchronize()
                 self.graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(self.graph, stream=self.stream):
-                    self.graph_out = backend.forward(self.dev_tiles)
+                    self.graph_out = runner.forward(self.dev_tiles)
         self.stream.synchronize()
 
     def submit(self, tiles: np.ndarray) -> None:
@@ -284,7 +230,7 @@ class _CudaSlot:
                 self.graph.replay()
                 score, amap = self.graph_out  # type: ignore[misc]
             else:
-                score, amap = self.backend.forward(self.dev_tiles)
+                score, amap = self.runner.forward(self.dev_tiles)
             self.host_score.copy_(score, non_blocking=True)
             self.host_amap.copy_(amap, non_blocking=True)
             self.done.record(self.stream)
