@@ -122,9 +122,15 @@ def score_or_fail(path: Path, backend: Backend, out: Path, settings: RunSettings
 
 
 def _cohort_line(number: int, total: int, r: SlideResult) -> str:
+    """The slide's line, then one `warning:` line per warning its summary records (--mpp over metadata)."""
     head = f"[{number}/{total}] {r.name}:"
     if r.status == "failed":
         return f"{head} FAILED: {r.error}"
+    notes = "".join(f"\nwarning: {r.name}: {w}" for w in r.summary.get("warnings") or ())
+    return _result_line(head, r) + notes
+
+
+def _result_line(head: str, r: SlideResult) -> str:
     s = r.summary
     if r.status == "skipped":
         return f"{head} score {r.score:.4g} (complete outputs exist; skipped)"

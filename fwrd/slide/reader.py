@@ -50,7 +50,22 @@ class Slide:
         self.level_downsamples: list[float] = [float(d) for d in handle.level_downsamples]
         self.properties: dict[str, str] = dict(handle.properties)
         self.vendor: str = self.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
-        self.mpp: float | None = mpp if mpp is not None else _property_mpp(self.properties)
+        self.recorded_mpp: float | None = _property_mpp(self.properties)  # what the file says
+        self.mpp: float | None = mpp if mpp is not None else self.recorded_mpp  # what fwrd uses (--mpp wins)
+
+    @property
+    def mpp_source(self) -> str:
+        """Where `mpp` comes from: "slide" (its metadata), "--mpp" (given), or "none"."""
+        if self.mpp is None:
+            return "none"
+        return "slide" if self.mpp == self.recorded_mpp else "--mpp"
+
+    def mpp_conflict(self) -> str | None:
+        """One line when a given mpp contradicts the recorded one by more than 1 %, else None."""
+        if self.recorded_mpp is None or self.mpp is None or abs(self.mpp / self.recorded_mpp - 1.0) <= 0.01:
+            return None
+        return (f"--mpp {self.mpp:g} um/px replaces the {self.recorded_mpp:g} um/px {self.path.name} records; "
+                f"the reading level, areas and scale bars use {self.mpp:g}")
 
     # -- resource --------------------------------------------------------------------------------
     def close(self) -> None:
