@@ -64,6 +64,7 @@ from fwrd.runtime.outputs.tiles import (
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.regions import RegionPlan, default_margin, plan_regions
 from fwrd.runtime.settings import RunSettings
+from fwrd.slide.discover import slide_name
 from fwrd.slide.identity import slide_identity
 from fwrd.slide.reader import Slide, open_slide
 from fwrd.slide.thumbnail import thumbnail as slide_thumbnail
@@ -93,10 +94,10 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     began = time.perf_counter()
     slide_path, out_dir = Path(slide_path), Path(out_dir)
     settings = dense_settings(settings, backend)
-    name = slide_path.stem
+    name = slide_name(slide_path)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
-    identity = slide_identity(slide_path) if slide_path.is_file() else ""  # else open_slide says why
+    identity = slide_identity(slide_path) if slide_path.exists() else ""  # else open_slide says why
     final = out_dir / name
     if settings.resume:
         done = _already_done(out_dir, name, run_key, identity)
