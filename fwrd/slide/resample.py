@@ -120,7 +120,7 @@ def choose_reading(slide: Slide, tile: int, mpp: float | None, level: int = 0) -
     shrunk. SlideError, in one line, when the slide has no resolution or only coarser levels."""
     if mpp is None:
         if not 0 <= level < slide.level_count:
-            raise SlideError(f"{slide.path}: the model reads level {level}; the slide has {slide.level_count} levels")
+            raise SlideError(f"{slide.path}: level {level} does not exist (the slide has {slide.level_count})")
         return _reading(slide, level, tile, tile)
     if not mpp > 0:
         raise FwrdError(f"microns per pixel must be positive, got {mpp}")
