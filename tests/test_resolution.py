@@ -188,3 +188,15 @@ def test_reading_needs_a_resolution(tmp_path):
             choose_reading(slide, 64, 0.5)
         with pytest.raises(FwrdError, match="positive"):
             choose_reading(slide, 64, -1.0)
+
+
+def test_naive_loop_reads_what_the_runtime_reads(svs_40x):
+    """fwrd-bench's naive baseline shrinks footprints as the decode workers do (the same read_tile)."""
+    from fwrd.benchmark.naive import TileScorer, naive_sample
+
+    seen = []
+    scorer = TileScorer(MODEL_20X, lambda x: seen.append(x.shape) or 0.0, "records shapes")
+    with open_slide(svs_40x.path) as slide:
+        plan = plan_slide(slide, MODEL_20X, RunSettings())
+    sample = naive_sample(svs_40x.path, plan.points[:3], plan.reading, scorer, seconds=0.01, warmup=1)
+    assert sample.tiles >= 1 and set(seen) == {(1, 3, 64, 64)}
