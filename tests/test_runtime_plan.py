@@ -75,8 +75,9 @@ def test_reading_level_follows_the_model_resolution(synthetic_cohort, tmp_path):
         assert reading_level(slide, CONFIG) == 0
         assert reading_level(slide, CONFIG.replace(mpp=0.486)) == 1
         assert reading_level(slide, CONFIG.replace(mpp=None, level=2)) == 2
-        with pytest.raises(SlideError, match="no level at 5"):
-            reading_level(slide, CONFIG.replace(mpp=5.0))
+        assert reading_level(slide, CONFIG.replace(mpp=5.0)) == 3  # coarser than every level: shrunk from 1.944
+        with pytest.raises(SlideError, match=r"levels are 0.243, 0.486, 0.972, 1.94 um/px.*0.1 um/px.*never enlarges"):
+            reading_level(slide, CONFIG.replace(mpp=0.1))
         with pytest.raises(SlideError, match="level 9"):
             reading_level(slide, CONFIG.replace(mpp=None, level=9))
     bare = make_synthetic_slide(tmp_path / "bare.svs", width=512, height=512, mpp=None, seed=2).path

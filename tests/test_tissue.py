@@ -7,7 +7,7 @@ import pytest
 
 from fwrd.slide.annotations import load_asap_xml, rasterize
 from fwrd.slide.reader import open_slide
-from fwrd.slide.tissue import mask_level, otsu_threshold, saturation, tissue_mask, tissue_mask_from_rgb
+from fwrd.slide.tissue import otsu_threshold, saturation, tissue_mask, tissue_mask_from_rgb
 
 
 def test_otsu_bimodal_uint8():
@@ -66,10 +66,10 @@ def test_tissue_rule_on_synthetic_image():
 def test_tissue_mask_of_slide(synthetic_cohort):
     tumor = synthetic_cohort.slides[0]
     with open_slide(tumor.path) as slide:
-        assert mask_level(slide) == 3  # coarsest of the 4 levels (downsample 8 < 64)
-        assert mask_level(slide, 2.5) == 1
-        mask, ds = tissue_mask(slide)
-    assert mask.shape == (256, 256) and ds == 8.0 and mask.dtype == bool
+        mask, ds = tissue_mask(slide)  # the reference's resolution: downsample 64 at 0.243 um/px ...
+        fine, fine_ds = tissue_mask(slide, 8.0)  # ... or what is asked: level 3 of the 4, read as it is
+    assert mask.shape == (32, 32) and ds == 64.0 and mask.dtype == bool
+    assert fine.shape == (256, 256) and fine_ds == 8.0
     coverage = mask.mean()
     assert 0.15 < coverage < 0.8
     assert not mask[0, :].any() and not mask[:, 0].any()  # the border is glass

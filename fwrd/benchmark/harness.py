@@ -300,6 +300,7 @@ def _measure(
             "name": slide.name, "path": None if settings.slide is None else str(slide_path),
             "synthetic": settings.slide is None, "dimensions": list(slide.dimensions), "mpp": slide.mpp,
             "level": plan.level, "tile_size": plan.tile, "stride": plan.stride, "tiles": int(plan.grid_total),
+            "source_tile": plan.source, "resampled": plan.reading.resampled,
         }
     reader = open_tile_reader(slide_path, plan.level, prefer_direct=settings.prefer_direct)
     slide_info["reader"] = reader.kind
@@ -423,7 +424,7 @@ def _naive(
         return {"status": "skipped", "reason": reason}
     samples = []
     for r in range(settings.repeats):
-        s = naive_sample(slide_path, plan.points, plan.level, scorer, seconds=settings.seconds, mpp=settings.mpp,
+        s = naive_sample(slide_path, plan.points, plan.reading, scorer, seconds=settings.seconds, mpp=settings.mpp,
                          warmup=settings.warmup)
         samples.append(s)
         log(f"[{r + 1}/{settings.repeats}] naive loop: {s.tiles_per_s:.2f} tiles/s")

@@ -5,7 +5,7 @@ torch is imported only inside `load_torch_scorer`, so the rest of fwrd.benchmark
 without torch) never pays for it; without torch or a checkpoint the baseline is skipped with a reason.
 
     scorer = load_torch_scorer("model.pt", threads=2)
-    naive_sample(slide_path, plan.points, plan.level, scorer, seconds=5).tiles_per_s
+    naive_sample(slide_path, plan.points, plan.reading, scorer, seconds=5).tiles_per_s
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fwrd.benchmark.stages import Sample
 from fwrd.config import FWRDConfig
 from fwrd.errors import InputNotFound
 from fwrd.slide.reader import open_slide
+from fwrd.slide.resample import Reading, choose_reading, read_tile
 
 
 @dataclass
@@ -88,10 +89,11 @@ def load_torch_scorer(checkpoint: Path, threads: int | None = None, device: str 
 
 
 def naive_sample(
-    slide_path: Path, points: np.ndarray, level: int, scorer: TileScorer, *, seconds: float,
+    slide_path: Path, points: np.ndarray, level: int | Reading, scorer: TileScorer, *, seconds: float,
     mpp: float | None = None, warmup: int = 1,
 ) -> Sample:
-    """Tiles/s of read -> preprocess -> score, one tile at a time, over the plan's tissue tiles.
+    """Tiles/s of read -> preprocess -> score, one tile at a time, over the plan's tissue tiles, read at
+    `level` or as the plan's reading says (shrunk to the model's resolution where the runtime shrinks).
 
     `warmup` tiles go first and are not counted; then tiles until `seconds` have passed (at least one),
     cycling through `points` if the slide has fewer.
@@ -100,9 +102,11 @@ def naive_sample(
         raise ValueError("no tile positions for the naive loop")
     t = scorer.config.tile_size
     with open_slide(slide_path, mpp=mpp) as slide:
+        reading = level if isinstance(level, Reading) else choose_reading(slide, t, None, level)
+
         def one(k: int) -> None:
             x, y = points[k % len(points)]
-            tile = slide.read_region((int(x), int(y)), level, (t, t))
+            tile = read_tile(slide, reading, int(x), int(y))
             scorer.score(host_preprocess(tile, scorer.config))
 
         for k in range(warmup):

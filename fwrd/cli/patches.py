@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FwrdCommand
+from fwrd.cli.common import FiniteFloat, FwrdCommand
 from fwrd.errors import FwrdError
 
 
@@ -28,8 +28,12 @@ from fwrd.errors import FwrdError
 @click.option("--context", default=0, show_default=True, type=int,
               help="Also save this many pixels of the tile's real surroundings on every side (a multiple of 32), "
                    "so fwrd-train learns tiles both alone and in context: a model for --dense scoring.")
-@click.option("--level", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Pyramid level to read patches at (0 = full resolution).")
+@click.option("--level", default=None, type=click.IntRange(min=0),
+              help="Pyramid level to read patches at (0 = full resolution).  [default: 0]")
+@click.option("--mpp", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Read patches at this many microns per pixel instead of a level (0.25: 40x, 0.5: 20x), on any "
+                   "pyramid: a level within 10% as it is, else the finest finer level shrunk (the resampling "
+                   "fwrd-run uses). The model then reads every slide at this resolution.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the patch sampling.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing patch folder at --out.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
@@ -37,7 +41,8 @@ from fwrd.errors import FwrdError
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def command(
     inputs: tuple[Path, ...], annotations_dir: Path | None, out: Path, n_normal: int, n_tumor: int,
-    tile: int, context: int, level: int, seed: int, overwrite: bool, workers: int | None, progress: bool,
+    tile: int, context: int, level: int | None, mpp: float | None, seed: int, overwrite: bool, workers: int | None,
+    progress: bool,
 ) -> None:
     """Extract normal and tumor training patches from slides (files or folders of them).
 
@@ -50,16 +55,19 @@ def command(
 
     if n_tumor > 0 and annotations_dir is None:
         raise FwrdError("--tumor needs --annotations (the folder of the slides' ASAP XML files)")
+    if level is not None and mpp is not None:
+        raise FwrdError("give --level (a pyramid level) or --mpp (a resolution), not both")
     result = extract_patches(
         inputs, out, annotations_dir=annotations_dir, n_normal=n_normal, n_tumor=n_tumor,
-        tile=tile, level=level, seed=seed, overwrite=overwrite, progress=progress,
-        workers=workers or DEFAULT_WORKERS, context=context,
+        tile=tile, level=level or 0, seed=seed, overwrite=overwrite, progress=progress,
+        workers=workers or DEFAULT_WORKERS, context=context, mpp=mpp,
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"wrote {result.counts['normal']} normal + {result.counts['tumor']} tumor patches "
-        f"({tile} px{f' + {context} px context' if context else ''}, level {level}) from {len(result.per_slide)} slides to {result.out} "
+        f"({tile} px{f' + {context} px context' if context else ''}, "
+        f"{f'{mpp:g} um/px' if mpp is not None else f'level {level or 0}'}) from {len(result.per_slide)} slides to {result.out} "
         f"in {result.seconds:.1f} s ({result.patches_per_s:.0f} patches/s)"
     )
 

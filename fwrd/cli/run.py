@@ -53,7 +53,10 @@ from fwrd.errors import FwrdError
               help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: 128 below "
                    "256 px tiles, 96 from 256 px up; measured, README].")
 @click.option("--mpp", type=FiniteFloat(min=0, min_open=True), default=None,
-              help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata.")
+              help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata; where it "
+                   "contradicts the slide's, a warning names both and summary.json keeps both. Each slide is read "
+                   "at the model's resolution: the level within 10% as it is, else a finer level shrunk (never "
+                   "enlarged: a slide coarser than the model is refused).")
 @click.option("--threshold", type=FiniteFloat(), default=None, help="Tumor threshold [default: the model's].")
 @click.option("--shard", default=None, metavar="I/N", help="Score every N-th slide from the I-th (0-based).")
 @click.option("--resume", is_flag=True,

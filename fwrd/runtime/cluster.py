@@ -49,6 +49,7 @@ from fwrd.runtime.cohort import _cohort_line, prepare_output, score_or_fail
 from fwrd.runtime.outputs.slides_table import TABLE, update_slides_table
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, dense_threshold_note
+from fwrd.slide.discover import slide_name
 
 MAX_ATTEMPTS = 3  # tries per slide when the actor scoring it dies (a slide that kills every actor fails)
 ACTOR_RESTARTS = 3  # times Ray restarts one actor before giving it up
@@ -430,16 +431,16 @@ class _Driver:
             else:
                 self._ask_ready(number)  # Ray restarts it; it is free again once ready
             if task.attempt < MAX_ATTEMPTS:
-                self.log(f"{task.path.stem}: its Ray actor died ({task.deaths[-1]}); retrying from its journal "
+                self.log(f"{slide_name(task.path)}: its Ray actor died ({task.deaths[-1]}); retrying from its journal "
                          f"(attempt {task.attempt + 1} of {MAX_ATTEMPTS})")
                 self.queue.appendleft(replace(task, attempt=task.attempt + 1))
             else:
-                result = SlideResult(task.path.stem, task.path, "failed", None,
+                result = SlideResult(slide_name(task.path), task.path, "failed", None,
                                      f"the Ray actor scoring it died {MAX_ATTEMPTS} times (last: {task.deaths[-1]})")
                 self._record(task, result, bar)
             return
         except ray.exceptions.RayError as exc:  # not the slide's own error (those come back as results)
-            result = SlideResult(task.path.stem, task.path, "failed", None, _first_line(exc))
+            result = SlideResult(slide_name(task.path), task.path, "failed", None, _first_line(exc))
         self.idle.append(number)
         self._record(task, result, bar)
 

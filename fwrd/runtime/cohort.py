@@ -25,6 +25,7 @@ from fwrd.runtime.outputs.slide_folder import staging_dir
 from fwrd.runtime.outputs.slides_table import update_slides_table
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, score_slide
+from fwrd.slide.discover import slide_name
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -66,7 +67,8 @@ def check_output_folder(out: Path) -> None:
 def existing_outputs(out: Path, slides: list[Path]) -> list[str]:
     """Names of `slides` that already have outputs (complete, or an interrupted or failed attempt) in `out`."""
     out = Path(out)
-    return [p.stem for p in slides if (out / p.stem).exists() or staging_dir(out, p.stem).exists()]
+    names = [slide_name(p) for p in slides]
+    return [n for n in names if (out / n).exists() or staging_dir(out, n).exists()]
 
 
 def prepare_output(out: Path) -> None:
@@ -116,15 +118,21 @@ def score_or_fail(path: Path, backend: Backend, out: Path, settings: RunSettings
     try:
         return score_slide(path, backend, out, settings)
     except (FwrdError, OSError) as exc:
-        return SlideResult(path.stem, path, "failed", None, _one_line(exc))
+        return SlideResult(slide_name(path), path, "failed", None, _one_line(exc))
     except Exception as exc:  # a bug or an unexpected library error: report it, go on
-        return SlideResult(path.stem, path, "failed", None, f"{exc.__class__.__name__}: {_one_line(exc)}")
+        return SlideResult(slide_name(path), path, "failed", None, f"{exc.__class__.__name__}: {_one_line(exc)}")
 
 
 def _cohort_line(number: int, total: int, r: SlideResult) -> str:
+    """The slide's line, then one `warning:` line per warning its summary records (--mpp over metadata)."""
     head = f"[{number}/{total}] {r.name}:"
     if r.status == "failed":
         return f"{head} FAILED: {r.error}"
+    notes = "".join(f"\nwarning: {r.name}: {w}" for w in r.summary.get("warnings") or ())
+    return _result_line(head, r) + notes
+
+
+def _result_line(head: str, r: SlideResult) -> str:
     s = r.summary
     if r.status == "skipped":
         return f"{head} score {r.score:.4g} (complete outputs exist; skipped)"

@@ -13,6 +13,11 @@ partly filled buffer at the end, so every planned tile arrives exactly once.
             ... batch.tiles[:batch.count], batch.coords[:batch.count] ...
             decode.release(batch)
 
+When the plan's reading resamples (a finer level than the model's resolution, fwrd.slide.resample), each
+tile's footprint is cut out of the window and shrunk to the model's tile with the one BOX resampling
+training uses, so the pixels equal those of a tile read alone; `resample_seconds` is the time each worker
+spent on it (part of its busy time).
+
 Dense scoring (`RegionWorkers`) reads whole regions instead: one buffer per region, holding its pixels,
 so memory is bounded by the regions in flight (the pool), whatever the slide size.
 
@@ -37,6 +42,7 @@ import numpy as np
 from fwrd.errors import FwrdError, SlideError
 from fwrd.runtime.plan import SlidePlan
 from fwrd.runtime.regions import RegionPlan
+from fwrd.slide.resample import shrink, source_window
 from fwrd.slide.tile_reader import TileReader, open_tile_reader
 
 _DONE = object()
@@ -92,6 +98,7 @@ class _Workers(ABC):
         self._next_unit = 0
         self._errors: list[BaseException] = []
         self.busy_seconds = [0.0] * self.worker_count  # time each worker spent reading and copying
+        self.resample_seconds = [0.0] * self.worker_count  # ... of which shrinking to the model's resolution
         self.reader_kind = ""
         self._threads: list[threading.Thread] = []
 
@@ -207,7 +214,8 @@ class DecodeWorkers(_Workers):
         self._current: list[BatchBuffer | None] = [None] * self.worker_count  # each worker's partly filled one
 
     def _read_unit(self, unit: int, reader: TileReader, wid: int) -> bool:
-        plan, tile = self.plan, self.plan.tile
+        plan, tile, source = self.plan, self.plan.tile, self.plan.source
+        resampled = source != tile
         start, end = int(plan.unit_starts[unit]), int(plan.unit_starts[unit + 1])
         x0, y0 = (int(v) for v in plan.unit_origins[unit])
         began = time.perf_counter()
@@ -221,7 +229,12 @@ class DecodeWorkers(_Workers):
                     return False
                 began = time.perf_counter()
             ox, oy = plan.offsets[k]
-            buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
+            if resampled:
+                mark = time.perf_counter()
+                buffer.tiles[buffer.count] = shrink(window[oy:oy + source, ox:ox + source], tile, tile)
+                self.resample_seconds[wid] += time.perf_counter() - mark
+            else:
+                buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
             buffer.coords[buffer.count] = plan.points[k]
             buffer.count += 1
             if buffer.full:
@@ -266,7 +279,16 @@ class RegionWorkers(_Workers):
         x0, y0 = (int(v) for v in self.plan.origins[unit])
         width, height = (int(v) for v in self.plan.sizes[unit])
         count = int(self.plan.region_starts[unit + 1] - self.plan.region_starts[unit])
-        buffer.fill(unit, reader.read(x0, y0, width, height), count)
+        reading = self.plan.tiles.reading
+        if reading.resampled:  # the region's pixels at the model's resolution: one shrink per region
+            src = source_window(x0, y0, width, height, reading.read_downsample, reading.ratio)
+            window = reader.read(src.x, src.y, src.width, src.height)
+            mark = time.perf_counter()
+            window = shrink(window, width, height, src.box)
+            self.resample_seconds[wid] += time.perf_counter() - mark
+        else:
+            window = reader.read(x0, y0, width, height)
+        buffer.fill(unit, window, count)
         self.busy_seconds[wid] += time.perf_counter() - began
         self._ready.put(buffer)
         return True

@@ -34,6 +34,7 @@ class StreamTimes:
     inference: float = 0.0
     write: float = 0.0
     decode_busy: float = 0.0  # summed over workers (they run in parallel with inference)
+    resample: float = 0.0  # of decode_busy: shrinking tiles to the model's resolution (fwrd.slide.resample)
     tiles: int = 0
     batches: int = 0
     reader: str = ""  # tile reader kind the workers used

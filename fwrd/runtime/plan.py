@@ -1,5 +1,9 @@
 """Plan a slide: reading level -> tissue mask -> tile grid -> work units for the decode workers.
 
+The reading (fwrd.slide.resample) says which level holds the model's pixels: the level at the model's
+resolution, read as it is, or a finer one whose tile footprints (`source` level pixels) the decode workers
+shrink to the model's tile. Windows, offsets and footprints below are in pixels of that level.
+
 A work unit is a block of grid points whose tiles lie in one square window of the reading level,
 starting on the file's own tile grid. A worker reads the window once (aligned reads decode each file
 tile once) and cuts the model tiles out of it, so 64 px model tiles on 256 px file tiles cost one
@@ -24,6 +28,7 @@ from fwrd.runtime.outputs.heatmap import CellGeometry
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.grid import tile_grid
 from fwrd.slide.reader import Slide
+from fwrd.slide.resample import Reading, choose_reading
 from fwrd.slide.tile_reader import native_tile_size
 from fwrd.slide.tissue import tissue_mask
 
@@ -37,8 +42,8 @@ class SlidePlan:
 
     level: int  # pyramid level read
     read_downsample: float  # OpenSlide's downsample of that level (what readers divide by)
-    tile: int  # model tile side, level pixels
-    stride: int  # level pixels
+    tile: int  # model tile side, model pixels
+    stride: int  # model pixels
     geometry: CellGeometry  # level-0 heatmap geometry (stride and tile in level-0 pixels)
     native: tuple[int, int] | None  # the file's tile size at the level
     mask: np.ndarray  # tissue mask
@@ -49,6 +54,17 @@ class SlidePlan:
     unit_origins: np.ndarray  # int64 (U, 2) level-0 top-left of each unit's window
     unit_sides: np.ndarray  # int64 (U,) window side, level pixels
     grid_total: int  # tissue tiles of the whole grid (before removing those already scored)
+    reading: Reading  # the level read and how tiles are shrunk from it
+
+    @property
+    def source(self) -> int:
+        """Level pixels of one tile's footprint (the tile itself unless the reading resamples)."""
+        return self.reading.source
+
+    @property
+    def source_stride(self) -> int:
+        """Level pixels between grid points."""
+        return self.reading.level_pixels(self.stride)
 
     @property
     def units(self) -> int:
@@ -66,21 +82,20 @@ class SlidePlan:
         return make_units(self, points)
 
 
-def reading_level(slide: Slide, config: FWRDConfig) -> int:
-    """The level that matches the model's resolution (config.mpp), or config.level when the model was
-    trained without one. Needs the slide's mpp (or --mpp) in the first case; says so when missing."""
-    if config.mpp is not None:
-        if slide.mpp is None:
-            raise SlideError(
-                f"{slide.path}: the slide records no microns per pixel and the model reads "
-                f"{config.mpp:g} um/px; pass --mpp with the slide's level-0 resolution"
-            )
-        return slide.level_for_mpp(config.mpp)
-    if not 0 <= config.level < slide.level_count:
+def slide_reading(slide: Slide, config: FWRDConfig) -> Reading:
+    """How the model reads `slide`: at its resolution (config.mpp; fwrd.slide.resample.choose_reading), or
+    at config.level when it was trained without one. Needs the slide's mpp (or --mpp) in the first case."""
+    if config.mpp is not None and slide.mpp is None:
         raise SlideError(
-            f"{slide.path}: the model reads level {config.level}; the slide has {slide.level_count} levels"
+            f"{slide.path}: the slide records no microns per pixel and the model reads "
+            f"{config.mpp:g} um/px; pass --mpp with the slide's level-0 resolution"
         )
-    return config.level
+    return choose_reading(slide, config.tile_size, config.mpp, config.level)
+
+
+def reading_level(slide: Slide, config: FWRDConfig) -> int:
+    """The pyramid level the model reads (see slide_reading)."""
+    return slide_reading(slide, config).level
 
 
 def block_side(tile: int, stride: int, native: int | None) -> int:
@@ -96,11 +111,12 @@ def block_side(tile: int, stride: int, native: int | None) -> int:
 
 def plan_slide(slide: Slide, config: FWRDConfig, settings: RunSettings) -> SlidePlan:
     """Tissue mask, grid and work units for `slide` under `config` (SlideError when nothing to score)."""
-    level = reading_level(slide, config)
-    ds = slide.level_downsample(level)  # snapped to 2^k: grid and heatmap live in exact level-0 units
+    reading = slide_reading(slide, config)
+    level = reading.level
     tile = config.tile_size
     stride = settings.stride or tile
-    tile0, stride0 = int(round(tile * ds)), int(round(stride * ds))
+    # snapped downsample: grid and heatmap live in exact level-0 units
+    tile0, stride0 = reading.level0(reading.source), reading.level0(reading.level_pixels(stride))
     width, height = slide.dimensions
     if width < tile0 or height < tile0:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one {tile0} px tile")
@@ -111,7 +127,7 @@ def plan_slide(slide: Slide, config: FWRDConfig, settings: RunSettings) -> Slide
     native = native_tile_size(slide.path, level)
     plan = SlidePlan(
         level=level,
-        read_downsample=float(slide.level_downsamples[level]),
+        read_downsample=reading.read_downsample,
         tile=tile,
         stride=stride,
         geometry=CellGeometry(width, height, stride0, tile0),
@@ -124,6 +140,7 @@ def plan_slide(slide: Slide, config: FWRDConfig, settings: RunSettings) -> Slide
         unit_origins=np.zeros((0, 2), np.int64),
         unit_sides=np.zeros(0, np.int64),
         grid_total=len(points),
+        reading=reading,
     )
     return make_units(plan, points)
 
@@ -132,8 +149,8 @@ def make_units(plan: SlidePlan, points: np.ndarray) -> SlidePlan:
     """Group `points` into file-aligned work units (vectorised; row-major block order)."""
     ds = plan.read_downsample
     nw, nh = plan.native or (None, None)
-    bx = block_side(plan.tile, plan.stride, nw)
-    by = block_side(plan.tile, plan.stride, nh)
+    bx = block_side(plan.source, plan.source_stride, nw)
+    by = block_side(plan.source, plan.source_stride, nh)
     ax, ay = nw or 1, nh or 1  # alignment of window origins
     level_xy = np.rint(points / ds).astype(np.int64)  # what the readers compute from level-0 x, y
     if len(points) == 0:
@@ -146,7 +163,7 @@ def make_units(plan: SlidePlan, points: np.ndarray) -> SlidePlan:
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     unit_starts = np.r_[starts, len(points)].astype(np.int64)
     lo = np.minimum.reduceat(level_xy, starts, axis=0)
-    hi = np.maximum.reduceat(level_xy, starts, axis=0) + plan.tile
+    hi = np.maximum.reduceat(level_xy, starts, axis=0) + plan.source
     origin = np.stack([(lo[:, 0] // ax) * ax, (lo[:, 1] // ay) * ay], axis=1)
     sides = np.max(hi - origin, axis=1)
     unit_of_point = np.repeat(np.arange(len(starts)), np.diff(unit_starts))

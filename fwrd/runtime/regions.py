@@ -11,6 +11,8 @@ measurement behind the default. K is the largest cell for which no region exceed
 With `fixed=True` every region is `side` x `side` (one input shape for GPU backends, which tune their
 kernels per shape); otherwise regions shrink to their points (less work at tissue borders).
 Regions may reach past the slide's edge by up to the margin: readers return white there, like glass.
+Regions are in model pixels: when the reading resamples (fwrd.slide.resample), each region is read from the
+finer level and shrunk whole, and a tile window sits within half a model pixel of its footprint.
 
     regions = plan_regions(plan_slide(slide, config, settings), side=1024, margin=64)
     regions.points[regions.region_starts[r]:regions.region_starts[r + 1]]  # level-0 top-lefts of region r
@@ -134,7 +136,7 @@ def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -
     cover the fewest pixels (fixed: the fewest regions) is kept, so tissue borders cost less.
     """
     k = check_geometry(side, plan.tile, plan.stride, margin)
-    ds = plan.read_downsample
+    ds = plan.read_downsample * plan.reading.ratio  # level-0 pixels per model pixel (regions are model pixels)
     level_xy = np.rint(plan.points / ds).astype(np.int64)
     empty = np.zeros((0, 2), np.int64)
     if len(level_xy) == 0:

@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass
 from fwrd.errors import FwrdError
 from fwrd.slide.grid import DEFAULT_MIN_TISSUE
 
+# How grids and tiles come out of a slide: the tissue mask at the reference's resolution from any level
+# (fwrd.slide.thumbnail) and footprints shrunk by box averaging (fwrd.slide.resample). Part of the resume
+# keys, so outputs and journals made under other rules are scored again instead of kept.
+READING_RULES = "mask@15.55um;box-shrink;v1"
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -84,7 +89,8 @@ class RunSettings:
     def score_key(self, model_sha256: str, slide: str = "") -> str:
         """Identifies what the tile scores depend on (model, grid, resolution and the slide file, see
         fwrd.slide.identity): the resume journal's key."""
-        fields = {"model": model_sha256, "stride": self.stride, "mpp": self.mpp, "min_tissue": self.min_tissue}
+        fields = {"model": model_sha256, "stride": self.stride, "mpp": self.mpp, "min_tissue": self.min_tissue,
+                  "reading": READING_RULES}
         if self.dense:  # other scores than tile passes (and, within a tolerance, per region geometry)
             fields["dense"] = {"region": self.region, "margin": self.margin}
         if slide:

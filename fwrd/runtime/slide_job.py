@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from fwrd.atomic import remove_stale_temps
@@ -37,11 +36,12 @@ from fwrd.errors import FwrdError, ModelError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers, RegionWorkers
 from fwrd.runtime.infer import StreamTimes, run_region_stream, run_stream
+from fwrd.runtime.outputs.areas import tissue_area_mm2, tumor_area_mm2
 from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
 from fwrd.runtime.outputs.heatmap import ScoreGrid
-from fwrd.runtime.outputs.overlay import save_overlay
+from fwrd.runtime.outputs.overlay import TissueMask, demo_stamp, save_overlay
 from fwrd.runtime.outputs.slide_folder import (
     discard_staging,
     fresh_staging,
@@ -64,8 +64,10 @@ from fwrd.runtime.outputs.tiles import (
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.regions import RegionPlan, default_margin, plan_regions
 from fwrd.runtime.settings import RunSettings
+from fwrd.slide.discover import slide_name
 from fwrd.slide.identity import slide_identity
 from fwrd.slide.reader import Slide, open_slide
+from fwrd.slide.thumbnail import thumbnail as slide_thumbnail
 
 THUMBNAIL_SIDE = 1024  # overlay.png long side at most (PNG encoding time grows with it)
 
@@ -92,10 +94,10 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     began = time.perf_counter()
     slide_path, out_dir = Path(slide_path), Path(out_dir)
     settings = dense_settings(settings, backend)
-    name = slide_path.stem
+    name = slide_name(slide_path)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
-    identity = slide_identity(slide_path) if slide_path.is_file() else ""  # else open_slide says why
+    identity = slide_identity(slide_path) if slide_path.exists() else ""  # else open_slide says why
     final = out_dir / name
     if settings.resume:
         done = _already_done(out_dir, name, run_key, identity)
@@ -107,6 +109,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
 
     with open_slide(slide_path, mpp=settings.mpp) as slide:
         t_open = time.perf_counter() - began
+        warnings = [w for w in (slide.mpp_conflict(),) if w]
         mark = time.perf_counter()
         plan = plan_slide(slide, backend.config, settings)
 
@@ -133,7 +136,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
         mark = time.perf_counter()
         _check_finite(grid, backend, slide)
         threshold = backend.config.threshold_for(settings.dense) if settings.threshold is None else settings.threshold
-        summary = _write_outputs(slide, staging, plan, grid, threshold, settings)
+        summary = _write_outputs(slide, staging, plan, grid, threshold, settings, demo_stamp(backend.config))
         summary.update(_mode(settings, regions))
         t_write = time.perf_counter() - mark + times.write
 
@@ -149,10 +152,12 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
             "tiles_this_run": times.tiles,
             "tiles_per_s": round(times.tiles_per_s, 2) if times.tiles else None,
             "bottleneck": times.bottleneck if times.tiles else None,
+            "warnings": warnings,
             "seconds": {
                 "open": round(t_open, 4),
                 "tissue": round(t_tissue, 4),
                 "decode": round(times.decode_busy, 4),
+                "resample": round(times.resample, 4),  # part of decode: shrinking tiles to the model's resolution
                 "decode_wait": round(times.wait_decode, 4),
                 "inference": round(times.inference, 4),
                 "write": round(t_write, 4),
@@ -299,28 +304,33 @@ def _stream(
         bar.close()
     times.reader = decode.reader_kind
     times.workers = decode.worker_count if decode.units else 0
+    times.resample = float(sum(decode.resample_seconds))
     return times
 
 
 def _write_outputs(
-    slide: Slide, slide_dir: Path, plan: SlidePlan, grid: ScoreGrid, threshold: float, settings: RunSettings
+    slide: Slide, slide_dir: Path, plan: SlidePlan, grid: ScoreGrid, threshold: float, settings: RunSettings,
+    stamp: str | None = None,
 ) -> dict[str, Any]:
     if grid.count != plan.grid_total:
         raise FwrdError(f"{slide.path}: scored {grid.count} of {plan.grid_total} tiles; outputs not written")
     g = plan.geometry
     scores = grid.scores()
     scale = model_scale(threshold)  # one colour scale for every slide of the model
+    mpp = slide.mpp
+    source = _scale_source(slide)
     write_tiles_csv(grid, slide_dir / "tiles.csv")
     grid.save_npy(slide_dir / "heatmap.npy")
-    grid.save_png(slide_dir / "heatmap.png", scale, title=slide.name, mpp=slide.mpp)
-    features = write_geojson(slide_dir / "tumor.geojson", grid.values, g, threshold, slide.mpp)
+    grid.save_png(slide_dir / "heatmap.png", scale, title=slide.name, mpp=mpp, mpp_source=source, stamp=stamp)
+    features = write_geojson(slide_dir / "tumor.geojson", grid.values, g, threshold, mpp)
     save_overlay(slide_dir / "overlay.png", thumbnail(slide), grid.values, g, scale, title=slide.name,
-                 features=features, mpp=slide.mpp)
+                 features=features, mpp=mpp, mpp_source=source, stamp=stamp,
+                 tissue=TissueMask(plan.mask, plan.mask_downsample))
     radius = settings.nms_radius or default_radius(g.stride)
     detections = write_detections(slide_dir / "detections.csv", grid.values, g, radius)
     tumor_cells = int(np.count_nonzero(scores >= threshold))
-    mpp = slide.mpp
     finite = scores[np.isfinite(scores)]
+    reading = plan.reading
     return {
         "slide": slide.name,
         "path": str(slide.path),
@@ -329,13 +339,20 @@ def _write_outputs(
         "threshold": float(threshold),
         "tiles_scored": int(grid.count),
         "tiles_above_threshold": tumor_cells,
-        "tissue_area_mm2": plan.tissue_area_mm2(mpp),
-        "tumor_area_mm2": None if mpp is None else tumor_cells * (g.stride * mpp) ** 2 / 1e6,
+        "tissue_area_mm2": tissue_area_mm2(plan.mask, plan.mask_downsample, mpp),
+        "tumor_area_mm2": tumor_area_mm2(plan.mask, plan.mask_downsample, grid.values, g, threshold, mpp),
         "tumor_regions": len(features),
         "detections": detections,
         "nms_radius_cells": radius,
         "level": plan.level,
-        "mpp": mpp,
+        "mpp": mpp,  # level-0 microns per pixel used (areas, scale bars, reading level)
+        "mpp_recorded": slide.recorded_mpp,  # what the slide's metadata says (null: nothing)
+        "mpp_source": slide.mpp_source,
+        "reading": {  # how tiles were read: the level, and whether footprints were shrunk to the model's mpp
+            "level": reading.level, "model_mpp": None if reading.mpp is None else round(reading.mpp, 6),
+            "resampled": reading.resampled, "source_tile": reading.source,
+            "resampling": "Pillow BOX (area average)" if reading.resampled else None,
+        },
         "tile_size": plan.tile,
         "stride": plan.stride,
         "tile_level0": g.tile,
@@ -346,13 +363,15 @@ def _write_outputs(
 
 
 def thumbnail(slide: Slide, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
-    """The whole slide as RGB, from the finest level whose long side is <= max_side (else the
-    coarsest level, shrunk)."""
-    fitting = [lvl for lvl, (w, h) in enumerate(slide.level_dimensions) if max(w, h) <= max_side]
-    level = fitting[0] if fitting else slide.level_count - 1
-    image = slide.read_level(level)
-    if max(image.shape[:2]) > max_side:
-        pil = Image.fromarray(image)
-        pil.thumbnail((max_side, max_side), Image.BILINEAR)
-        image = np.asarray(pil)
-    return image
+    """The whole slide as RGB, long side <= max_side (fwrd.slide.thumbnail: never a whole large level)."""
+    return slide_thumbnail(slide, max_side)
+
+
+def _scale_source(slide: Slide) -> str:
+    """What the pictures' scale bars say about where the resolution comes from."""
+    if slide.mpp is None:
+        return ""
+    if slide.mpp_source == "--mpp":
+        recorded = f"; the slide records {slide.recorded_mpp:g}" if slide.recorded_mpp else ""
+        return f"{slide.mpp:g} um/px from --mpp{recorded}"
+    return f"{slide.mpp:g} um/px from the slide"

@@ -28,7 +28,15 @@ VERSION = "v1"  # changes if the sampling does, so old keys never match new ones
 
 
 def slide_identity(path: str | Path) -> str:
-    """`v1:<size>:<sha256 of the first, middle and last MiB>` (the whole file when <= 3 MiB)."""
+    """`v1:<size>:<sha256 of the first, middle and last MiB>` (the whole file when <= 3 MiB); for a DICOM
+    series folder, `v1-series:<sha256 of its instances' names and identities>`."""
+    if Path(path).is_dir():
+        from fwrd.slide.dicom import dicom_files
+
+        digest = hashlib.sha256()
+        for instance in dicom_files(Path(path)):
+            digest.update(f"{instance.name}\0{slide_identity(instance)}\n".encode())
+        return f"{VERSION}-series:{digest.hexdigest()[:32]}"
     size = os.path.getsize(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -18,6 +18,8 @@ import numpy as np
 import openslide
 
 from fwrd.errors import FwrdError, InputNotFound, SlideError
+from fwrd.slide.dicom import is_dicom_series, series_instance
+from fwrd.slide.discover import slide_name
 
 MAX_LEVEL_PIXELS = 100_000_000  # read_level refuses more than this (a level-0 Camelyon slide is 20 G)
 DOWNSAMPLE_TOLERANCE = 0.01  # level_for_downsample accepts levels up to 1% coarser than asked
@@ -42,7 +44,7 @@ class Slide:
 
     def __init__(self, path: Path, handle: openslide.OpenSlide, mpp: float | None) -> None:
         self.path = path
-        self.name = path.stem
+        self.name = slide_name(path)
         self._osr: openslide.OpenSlide | None = handle
         self.dimensions: tuple[int, int] = tuple(int(v) for v in handle.dimensions)  # type: ignore[assignment]
         self.level_count: int = int(handle.level_count)
@@ -50,7 +52,22 @@ class Slide:
         self.level_downsamples: list[float] = [float(d) for d in handle.level_downsamples]
         self.properties: dict[str, str] = dict(handle.properties)
         self.vendor: str = self.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown")
-        self.mpp: float | None = mpp if mpp is not None else _property_mpp(self.properties)
+        self.recorded_mpp: float | None = _property_mpp(self.properties)  # what the file says
+        self.mpp: float | None = mpp if mpp is not None else self.recorded_mpp  # what fwrd uses (--mpp wins)
+
+    @property
+    def mpp_source(self) -> str:
+        """Where `mpp` comes from: "slide" (its metadata), "--mpp" (given), or "none"."""
+        if self.mpp is None:
+            return "none"
+        return "slide" if self.mpp == self.recorded_mpp else "--mpp"
+
+    def mpp_conflict(self) -> str | None:
+        """One line when a given mpp contradicts the recorded one by more than 1 %, else None."""
+        if self.recorded_mpp is None or self.mpp is None or abs(self.mpp / self.recorded_mpp - 1.0) <= 0.01:
+            return None
+        return (f"--mpp {self.mpp:g} um/px replaces the {self.recorded_mpp:g} um/px {self.path.name} records; "
+                f"the reading level, areas and scale bars use {self.mpp:g}")
 
     # -- resource --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -171,7 +188,8 @@ def _is_tiff(path: Path) -> bool:
 
 
 def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
-    """Open a slide OpenSlide can read; `mpp` overrides the file's microns per pixel (level 0).
+    """Open a slide OpenSlide can read (a file, or a folder holding one DICOM series: fwrd.slide.dicom);
+    `mpp` overrides the file's microns per pixel (level 0).
 
     Reads one pixel of the coarsest level so that a truncated file fails here, with one line,
     instead of in the middle of a run.
@@ -179,14 +197,17 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
     path = Path(path)
     if not path.exists():
         raise InputNotFound(f"{path}: no such file")
+    opened = path
     if path.is_dir():
-        raise SlideError(f"{path}: is a folder, not a slide")
+        if not is_dicom_series(path):
+            raise SlideError(f"{path}: is a folder, not a slide (nor a folder of DICOM instances)")
+        opened = series_instance(path)
     if mpp is not None:
         mpp = float(mpp)
         if not (math.isfinite(mpp) and mpp > 0):
             raise FwrdError(f"microns per pixel must be positive, got {mpp}")
     try:
-        handle = openslide.OpenSlide(str(path))
+        handle = openslide.OpenSlide(str(opened))
     except openslide.OpenSlideUnsupportedFormatError:
         hint = " (a TIFF, but truncated, corrupt or not tiled)" if _is_tiff(path) else ""
         raise SlideError(f"{path}: not a slide OpenSlide can read{hint}") from None

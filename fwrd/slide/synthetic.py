@@ -15,6 +15,7 @@ where the slide's own pyramid stops earlier. Deterministic for a seed.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from fwrd.slide.annotations import Annotations, load_asap_xml, rasterize
 from fwrd.slide.synthetic_render import plan_layout, render
 
 FORMATS = ("svs", "tif")
+PYRAMIDS = {"x2": 2, "x4": 4, "single": 0}  # level-to-level downsample (x4: Aperio's usual; single: level 0 only)
 MIN_LEVEL_SIDE = 400  # levels halve until the larger side is at most this (a few hundred pixels)
 MASK_MIN_LEVELS = 6  # masks hold levels 0..5 at least: Camelyon16's FROC is computed at level 5
 APERIO_HEADER = "Aperio Image Library v12.0.15"
@@ -64,12 +66,13 @@ class Cohort:
         return [s for s in self.slides if not s.tumor]
 
 
-def level_sizes(width: int, height: int) -> list[tuple[int, int]]:
-    """Sizes of the pyramid: halved (rounding down) until the larger side is <= MIN_LEVEL_SIDE."""
+def level_sizes(width: int, height: int, step: int = 2) -> list[tuple[int, int]]:
+    """Sizes of the pyramid: divided by `step` (rounding down) until the larger side is <= MIN_LEVEL_SIDE
+    (step 0: level 0 only)."""
     sizes = [(width, height)]
-    while max(sizes[-1]) > MIN_LEVEL_SIDE and min(sizes[-1]) >= 2:
+    while step and max(sizes[-1]) > MIN_LEVEL_SIDE and min(sizes[-1]) >= step:
         w, h = sizes[-1]
-        sizes.append((w // 2, h // 2))
+        sizes.append((w // step, h // step))
     return sizes
 
 
@@ -124,6 +127,13 @@ def _resolution(mpp: float | None, downsample: float) -> dict:
     return {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
 
 
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """Halved until its larger side is <= MIN_LEVEL_SIDE (Aperio's thumbnail page)."""
+    while max(image.shape[:2]) > MIN_LEVEL_SIDE and min(image.shape[:2]) >= 2:
+        image = _halve(image)
+    return image
+
+
 def _write_slide(
     path: Path, levels: list[np.ndarray], fmt: str, mpp: float | None, tile: int, quality: int
 ) -> None:
@@ -147,10 +157,10 @@ def _write_slide(
                         desc += f" -> {w}x{h} JPEG/RGB Q={quality}"
                     extra["description"] = desc
                 else:
-                    extra.update(_resolution(mpp, 2.0**k))
+                    extra.update(_resolution(mpp, 2.0 ** round(math.log2(w0 / w))))
                 tw.write(image, tile=(tile, tile), **jpeg, **extra)
                 if fmt == "svs" and k == 0:  # Aperio's second directory: a stripped thumbnail
-                    thumb = levels[-1]
+                    thumb = _thumbnail(levels[-1])
                     tw.write(thumb, rowsperstrip=16, **jpeg, subfiletype=1,
                              description=f"{APERIO_HEADER} \r\n{w0}x{h0} -> {thumb.shape[1]}x{thumb.shape[0]} - ")
 
@@ -189,11 +199,14 @@ def make_synthetic_slide(
     xml_path: str | Path | None = None,
     mask_path: str | Path | None = None,
     quality: int = 90,
+    pyramid: str = "x2",
 ) -> SyntheticSlide:
     """Write one synthetic slide (and, for a tumor slide, its XML and mask); deterministic per seed.
 
     The XML defaults to `<stem>.xml` and the mask to `<stem>_Mask.tif` beside the slide. Width and
-    height need not be multiples of `file_tile` (a multiple of 16, as TIFF requires).
+    height need not be multiples of `file_tile` (a multiple of 16, as TIFF requires). `pyramid` (PYRAMIDS):
+    levels halved ("x2"), quartered ("x4", as Aperio writes 40x slides) or level 0 alone ("single"); the
+    same seed gives the same level-0 pixels whatever the pyramid.
     """
     path = Path(path)
     if fmt not in FORMATS:
@@ -206,6 +219,8 @@ def make_synthetic_slide(
         raise FwrdError(f"microns per pixel must be positive, got {mpp}")
     if not 1 <= quality <= 100:
         raise FwrdError(f"JPEG quality must be in 1..100, got {quality}")
+    if pyramid not in PYRAMIDS:
+        raise FwrdError(f"unknown pyramid {pyramid!r}; expected one of {', '.join(PYRAMIDS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # one stream for the layout, one for the pixels; names keep slides of one seed different
     key = [int(seed), zlib.crc32(path.stem.encode())]
@@ -223,9 +238,9 @@ def make_synthetic_slide(
         ann = load_asap_xml(xml)  # the written coordinates are the truth for mask and texture
     tumor_mask = rasterize(ann, (height, width), 1.0)
     levels = [render(np.random.default_rng(key + [1]), layout, tumor_mask)]
-    sizes = level_sizes(width, height)
-    for _ in sizes[1:]:
-        levels.append(_halve(levels[-1]))
+    step = PYRAMIDS[pyramid]
+    for _ in level_sizes(width, height, step)[1:]:
+        levels.append(_halve(_halve(levels[-1])) if step == 4 else _halve(levels[-1]))
     _write_slide(path, levels, fmt, mpp, file_tile, quality)
     if mask is not None:
         write_mask(mask, ann, mask_level_sizes(width, height), mpp, file_tile, bigtiff=(fmt == "tif"))

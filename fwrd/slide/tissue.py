@@ -2,19 +2,19 @@
 
 A pixel is tissue when its HSV saturation is above Otsu's threshold of the saturation, it is not
 bright in all of R, G and B (each above its own Otsu threshold), and none of R, G, B is <= 50 (pen
-marks, dirt). The mask is computed on a coarse level (downsample ~64, Camelyon16's level 6).
+marks, dirt). The mask is computed at the reference's resolution (Camelyon16's level 6, ~15.6 um/px)
+from whatever levels the file has (thumbnail.low_resolution), so a single-level file and a pyramid agree.
 
     mask, downsample = tissue_mask(slide)   # bool [h, w], level-0 pixels per mask pixel
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from fwrd.errors import SlideError
 from fwrd.slide.reader import Slide
+from fwrd.slide.thumbnail import low_resolution
 
 MIN_RGB = 50
 
@@ -78,24 +78,15 @@ def tissue_mask_from_rgb(rgb: np.ndarray) -> np.ndarray:
     return tissue_s & ~background & ~dark
 
 
-def mask_level(slide: Slide, target_downsample: float = 64.0) -> int:
-    """The level whose downsample is closest to `target_downsample` on a log scale (coarsest if the
-    slide stops short of it; the finer one on a tie)."""
-    target = math.log2(target_downsample)
-    return min(
-        range(slide.level_count),
-        key=lambda lvl: (abs(math.log2(slide.level_downsamples[lvl]) - target), lvl),
-    )
-
-
-def tissue_mask(slide: Slide, target_downsample: float = 64.0) -> tuple[np.ndarray, float]:
-    """Tissue mask of `slide` on the level closest to `target_downsample` (Camelyon16 level 6).
+def tissue_mask(slide: Slide, downsample: float | None = None) -> tuple[np.ndarray, float]:
+    """Tissue mask of `slide` at the reference's resolution (or `downsample` level-0 pixels per pixel).
 
     Returns (mask bool [h, w], downsample): mask pixel (i, j) covers level-0 pixels
-    [j * downsample, (j + 1) * downsample) x [i * downsample, (i + 1) * downsample). The downsample
-    is snapped to 2^k when within 2% (padded pyramids, see reader.snap_downsample).
+    [j * downsample, (j + 1) * downsample) x [i * downsample, (i + 1) * downsample). A level at that
+    resolution is used as it is, its downsample snapped to 2^k when within 2% (padded pyramids, see
+    reader.snap_downsample); otherwise the image is averaged down from a finer level, streamed.
     """
-    if not target_downsample > 0:
-        raise SlideError(f"target downsample must be positive, got {target_downsample}")
-    level = mask_level(slide, target_downsample)
-    return tissue_mask_from_rgb(slide.read_level(level)), slide.level_downsample(level)
+    if downsample is not None and not downsample > 0:
+        raise SlideError(f"target downsample must be positive, got {downsample}")
+    rgb, ds = low_resolution(slide, downsample)
+    return tissue_mask_from_rgb(rgb), ds

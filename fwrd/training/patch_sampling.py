@@ -23,6 +23,7 @@ from scipy.ndimage import binary_dilation
 from fwrd.slide.annotations import Annotations, contains, rasterize
 from fwrd.slide.grid import footprint_fraction, lattice
 from fwrd.slide.reader import Slide
+from fwrd.slide.resample import Reading, choose_reading
 from fwrd.slide.tissue import tissue_mask
 
 DEFAULT_MIN_TISSUE = 0.5  # a training patch is at least half tissue
@@ -45,11 +46,13 @@ def slide_candidates(
     tile: int,
     level: int,
     min_tissue: float = DEFAULT_MIN_TISSUE,
+    reading: Reading | None = None,
 ) -> Candidates:
-    """Normal and tumor candidate masks on the tile/4 lattice of `slide` at `level`."""
-    ds = slide.level_downsample(level)
-    footprint = int(round(tile * ds))
-    step = int(round(tile / 4 * ds))
+    """Normal and tumor candidate masks on the tile/4 lattice of `slide` at `level`, or at a resolution
+    (`reading`, fwrd.slide.resample: the footprint is then the tile's at that resolution)."""
+    reading = reading or choose_reading(slide, tile, None, level)
+    footprint = reading.level0(reading.source)
+    step = reading.level0(reading.level_pixels(tile // 4))
     xs, ys = lattice(slide.dimensions, footprint, step)
     shape = (len(ys), len(xs))
     if 0 in shape:

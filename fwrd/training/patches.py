@@ -11,6 +11,10 @@ never leaves a complete-looking folder):
     OUT/patches.csv    slide,x,y,level,tile,label   (label normal|tumor)
     OUT/patches.json   {"level", "tile", "context", "mpp" (of the patches; null unless all slides agree), ...}
 
+With `mpp` M (`fwrd-patches --mpp`) patches are read at M microns per pixel whatever each slide's pyramid:
+from the level at M, or shrunk from a finer one with the one resampling scoring uses (fwrd.slide.resample),
+so a model trained on them sees at run time the pixels it was trained on; patches.json records M.
+
 With `context` C > 0 each PNG is (tile + 2C) px: the tile with C px of its real surroundings on every
 side (white beyond the slide's edge), for training a model that dense scoring can use (README, Dense
 scoring). Sampling, labels and x, y are those of the tile itself, whatever C.
@@ -41,8 +45,9 @@ from fwrd import __version__
 from fwrd.config import validate_context, validate_tile_size
 from fwrd.errors import DataError, FwrdError, InputNotFound
 from fwrd.slide.annotations import find_annotation, load_asap_xml
-from fwrd.slide.discover import find_slides
+from fwrd.slide.discover import find_slides, slide_name
 from fwrd.slide.reader import open_slide
+from fwrd.slide.resample import Reading, choose_reading, read_tile
 from fwrd.training.patch_sampling import (
     DEFAULT_MIN_TISSUE,
     allocate,
@@ -79,8 +84,13 @@ class _SlidePlan:
     path: Path
     name: str
     mpp: float | None  # level-0 microns per pixel
-    downsample: float  # level-0 pixels per patch pixel
+    reading: Reading  # the level read and the footprint shrunk to each patch
     picks: dict[str, np.ndarray]  # label -> (k, 2) level-0 top-lefts, in sampling order
+
+    @property
+    def downsample(self) -> float:
+        """Level-0 pixels per patch pixel."""
+        return self.reading.downsample * self.reading.ratio
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -97,18 +107,19 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _plan(path: Path, annotations_dir: Path | None, tile: int, level: int, seed: int,
-          limits: dict[str, int], min_tissue: float) -> _SlidePlan:
+          limits: dict[str, int], min_tissue: float, mpp_target: float | None = None) -> _SlidePlan:
     xml = find_annotation(path, annotations_dir)
     ann = load_asap_xml(xml) if xml is not None else None
     with open_slide(path) as slide:
-        cands = slide_candidates(slide, ann, tile, level, min_tissue)
-        mpp, downsample = slide.mpp, slide.level_downsample(level)
-    key = [int(seed), zlib.crc32(path.stem.encode())]
+        reading = choose_reading(slide, tile, mpp_target, level)
+        cands = slide_candidates(slide, ann, tile, reading.level, min_tissue, reading)
+        mpp = slide.mpp
+    key = [int(seed), zlib.crc32(slide_name(path).encode())]
     picks = {}
     for i, label in enumerate(LABELS):
         idx = spread(getattr(cands, label), np.random.default_rng(key + [i]), limits[label])
         picks[label] = np.stack([cands.xs[idx[:, 1]], cands.ys[idx[:, 0]]], axis=1).astype(np.int64)
-    return _SlidePlan(path, path.stem, mpp, downsample, picks)
+    return _SlidePlan(path, slide_name(path), mpp, reading, picks)
 
 
 def _common_mpp(plans: list[_SlidePlan]) -> float | None:
@@ -149,8 +160,10 @@ def extract_patches(
     progress: bool = False,
     workers: int = DEFAULT_WORKERS,
     context: int = 0,
+    mpp: float | None = None,
 ) -> PatchResult:
-    """Extract `n_normal` normal and `n_tumor` tumor patches of `tile` px at `level` (module docstring)."""
+    """Extract `n_normal` normal and `n_tumor` tumor patches of `tile` px at `level`, or at `mpp` microns
+    per pixel (module docstring)."""
     start = time.perf_counter()
     validate_tile_size(int(tile))
     context = validate_context(context)
@@ -158,6 +171,8 @@ def extract_patches(
         raise FwrdError(f"ask for at least one patch (got --normal {n_normal} --tumor {n_tumor})")
     if level < 0:
         raise FwrdError(f"level must be >= 0, got {level}")
+    if mpp is not None and not (mpp > 0 and np.isfinite(mpp)):
+        raise FwrdError(f"microns per pixel must be a positive number, got {mpp}")
     if workers < 1:
         raise FwrdError(f"workers must be >= 1, got {workers}")
     if not 0.0 <= min_tissue <= 1.0:
@@ -171,7 +186,7 @@ def extract_patches(
     requested = {"normal": int(n_normal), "tumor": int(n_tumor)}
 
     plans = [
-        _plan(path, ann_dir, tile, level, seed, requested, min_tissue)
+        _plan(path, ann_dir, tile, level, seed, requested, min_tissue, mpp)
         for path in tqdm(slides, desc="planning", unit="slide", disable=not progress)
     ]
     warnings: list[str] = []
@@ -189,13 +204,16 @@ def extract_patches(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        rows = _write_patches(tmp, plans, tile, level, progress, workers, context)
+        rows = _write_patches(tmp, plans, tile, progress, workers, context)
         counts = {label: sum(1 for r in rows if r[5] == label) for label in LABELS}
         per_slide = {p.name: {label: len(p.picks[label]) for label in LABELS} for p in plans}
         meta = {
-            "level": int(level), "tile": int(tile), "context": context, "mpp": _common_mpp(plans),
+            "level": int(level), "tile": int(tile), "context": context,
+            "mpp": float(mpp) if mpp is not None else _common_mpp(plans),
+            "resampling": "Pillow BOX (area average) from the finest level at least as fine" if mpp is not None else None,
             "seed": int(seed), "min_tissue": float(min_tissue), "requested": requested, "counts": counts,
-            "slides": {p.name: {"mpp": p.mpp, **per_slide[p.name]} for p in plans},
+            "slides": {p.name: {"mpp": p.mpp, "level": p.reading.level, "source_tile": p.reading.source,
+                                **per_slide[p.name]} for p in plans},
             "fwrd_version": __version__,
         }
         (tmp / "patches.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -211,7 +229,7 @@ def _save_png(rgb: np.ndarray, path: Path) -> None:
 
 
 def _write_patches(
-    tmp: Path, plans: list[_SlidePlan], tile: int, level: int, progress: bool, workers: int, context: int = 0
+    tmp: Path, plans: list[_SlidePlan], tile: int, progress: bool, workers: int, context: int = 0
 ) -> list[tuple]:
     """Read the patches in this thread and encode the PNGs on `workers` threads (both release the
     GIL), with a bounded queue so memory stays flat."""
@@ -226,13 +244,11 @@ def _write_patches(
             jobs = [(int(y), int(x), label) for label in LABELS for x, y in plan.picks[label]]
             if not jobs:
                 continue
-            side = tile + 2 * context
-            border = int(round(context * plan.downsample))  # level-0 pixels
             with open_slide(plan.path) as slide:
                 for y, x, label in sorted(jobs):  # row-major: neighbouring reads share file tiles
-                    rgb = slide.read_region((x - border, y - border), level, (side, side))
+                    rgb = read_tile(slide, plan.reading, x, y, context)
                     pending.append(pool.submit(_save_png, rgb, tmp / label / f"{plan.name}_{x}_{y}.png"))
-                    rows.append((plan.name, x, y, level, tile, label))
+                    rows.append((plan.name, x, y, plan.reading.level, tile, label))
                     while len(pending) > 2 * workers:
                         pending.popleft().result()
                         bar.update(1)

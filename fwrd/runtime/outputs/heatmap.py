@@ -93,13 +93,16 @@ class ScoreGrid:
         with atomic_open(path, "wb") as handle:
             np.save(handle, self.values)
 
-    def save_png(self, path: str | Path, scale: ScoreScale, title: str, mpp: float | None = None) -> None:
+    def save_png(self, path: str | Path, scale: ScoreScale, title: str, mpp: float | None = None,
+                 mpp_source: str = "", stamp: str | None = None) -> None:
         """heatmap.png: the grid in viridis over the model's fixed scale, with its key (see below)."""
-        save_heatmap_png(self.values, path, scale, title=title, cell_um=None if mpp is None else self.geometry.stride * mpp)
+        save_heatmap_png(self.values, path, scale, title=title, cell_um=None if mpp is None else self.geometry.stride * mpp,
+                         mpp_source=mpp_source, stamp=stamp)
 
 
 def render_heatmap(
-    values: np.ndarray, scale: ScoreScale, *, title: str, cell_um: float | None = None, min_side: int = 512
+    values: np.ndarray, scale: ScoreScale, *, title: str, cell_um: float | None = None, min_side: int = 512,
+    mpp_source: str = "", stamp: str | None = None,
 ) -> Image.Image:
     """The grid colour-mapped over `scale` (white where nothing was scored), enlarged (nearest) so its
     long side is >= min_side, with a scale bar when the cell size is known, framed by the title and
@@ -108,23 +111,24 @@ def render_heatmap(
     image = Image.fromarray(apply_colormap(values, scale.lo, scale.hi))
     if factor > 1:
         image = image.resize((values.shape[1] * factor, values.shape[0] * factor), Image.NEAREST)
-    draw_scale_bar(image, None if cell_um is None else cell_um / factor)
+    draw_scale_bar(image, None if cell_um is None else cell_um / factor, mpp_source)
     bar = LUT[np.linspace(0, len(LUT) - 1, 512).round().astype(np.intp)]
     blank = Image.new("RGB", (22, 14), (255, 255, 255))
     ImageDraw.Draw(blank).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
     key = colour_key(scale, bar, "tile score (same scale for every slide of this model)",
-                     [(blank, "not scored (no tissue)")])
+                     [(blank, "not scored (glass, or too little tissue under a tile)")])
     finite = values[np.isfinite(values)]
     subtitle = (f"{finite.size} tiles scored, {int(np.count_nonzero(finite >= scale.threshold))} "
                 f">= threshold {fmt(scale.threshold)}; one square per tile"
                 + ("" if cell_um else "; the slide records no resolution (no scale bar)"))
-    return frame(image, title, subtitle, key)
+    return frame(image, title, subtitle, key, stamp)
 
 
 def save_heatmap_png(
     values: np.ndarray, path: str | Path, scale: ScoreScale, *, title: str, cell_um: float | None = None,
-    min_side: int = 512,
+    min_side: int = 512, mpp_source: str = "", stamp: str | None = None,
 ) -> None:
-    image = render_heatmap(values, scale, title=title, cell_um=cell_um, min_side=min_side)
+    image = render_heatmap(values, scale, title=title, cell_um=cell_um, min_side=min_side, mpp_source=mpp_source,
+                           stamp=stamp)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")

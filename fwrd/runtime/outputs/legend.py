@@ -1,14 +1,18 @@
 """What frames overlay.png and heatmap.png: a title band (slide name, result), the colour key of the
 model's fixed score scale with the threshold marked, and a micrometre scale bar. Pillow only.
 
-Text is ASCII ("um", ">="): Pillow's built-in font has no micro sign. Labels never overlap: the
-threshold is marked above the colour bar and the score ticks are written below it.
+Fixed text is ASCII ("um", ">="): Pillow's built-in font has no micro sign. Slide names can be any
+Unicode: the title takes the first font that has every glyph (Pillow's own, then common system fonts:
+`TITLE_FONTS`), and where none has one, that character is written as its code point (<U+1F52C>) instead of
+a missing-glyph box. Labels never overlap: the threshold is marked above the colour bar and the score ticks
+are written below it; key swatches wrap onto more rows as entries are added.
 
     canvas = frame(picture, title="tumor_001", subtitle="slide score 2.31", key=colour_key(...))
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -27,14 +31,59 @@ BAR_HEIGHT = 16
 BAR_LEFT = MARGIN + 4
 BAR_TOP = 44  # below the caption and the threshold's label
 TITLE_BAND = 50  # the picture starts this far down, centred across the canvas
+STAMP_BAND = 24  # added below the title band for a stamp ("demo model: random teacher")
+STAMP = (190, 0, 0)
+SWATCH_ROW = 24
+# Fonts tried, in order, for text that may hold any Unicode (slide names); found on the system by name.
+TITLE_FONTS = ("DejaVuSans.ttf", "NotoSans-Regular.ttf", "NotoSansCJK-Regular.ttc", "LiberationSans-Regular.ttf",
+               "Arial Unicode.ttf", "arialuni.ttf", "Arial.ttf")
 
 
+@functools.lru_cache(maxsize=None)
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     """Pillow's scalable built-in font (Pillow >= 10.1 with FreeType), else its bitmap font."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):
         return ImageFont.load_default()
+
+
+@functools.lru_cache(maxsize=None)
+def _system_font(name: str, size: int) -> ImageFont.FreeTypeFont | None:
+    try:
+        return ImageFont.truetype(name, size)
+    except OSError:
+        return None
+
+
+def _glyph(face, char: str) -> tuple:
+    mask = face.getmask(char)
+    return mask.size, bytes(mask)
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_glyph(face, char: str) -> bool:
+    """Whether `face` draws `char` as something other than its missing-glyph box (the drawing of a code
+    point no font maps, U+10FFFD)."""
+    if char.isspace() or not hasattr(face, "getmask"):
+        return char.isspace() or char.isascii()
+    return _glyph(face, char) != _glyph(face, "\U0010FFFD")
+
+
+def unicode_text(text: str, size: int) -> tuple[str, ImageFont.ImageFont | ImageFont.FreeTypeFont]:
+    """(text, font) to draw `text`: the first font of Pillow's own and TITLE_FONTS that has all its
+    glyphs; else the one with most, and each character it lacks written as <U+XXXX>."""
+    faces = [font(size)] + [f for f in (_system_font(name, size) for name in TITLE_FONTS) if f is not None]
+    chars = set(text)
+    best, best_missing = faces[0], None
+    for face in faces:
+        missing = {c for c in chars if not _has_glyph(face, c)}
+        if not missing:
+            return text, face
+        if best_missing is None or len(missing) < len(best_missing):
+            best, best_missing = face, missing
+    assert best_missing is not None
+    return "".join(f"<U+{ord(c):04X}>" if c in best_missing else c for c in text), best
 
 
 def text_width(draw: ImageDraw.ImageDraw, text: str, face) -> int:
@@ -63,7 +112,8 @@ def colour_key(
     position from scale.lo to scale.hi) with the threshold marked above it and ticks below it, then
     small swatches with their meaning. Depends on the scale only, so it is identical on every slide."""
     face = font(13)
-    height = BAR_TOP + BAR_HEIGHT + 22 + (24 if swatches else 0) + 6
+    rows = swatch_rows(swatches, face)
+    height = BAR_TOP + BAR_HEIGHT + 22 + SWATCH_ROW * len(rows) + 6
     key = Image.new("RGB", (MIN_WIDTH, height), PAPER)
     draw = ImageDraw.Draw(key)
     draw.text((MARGIN, 2), caption, fill=INK, font=font(14))
@@ -80,12 +130,30 @@ def colour_key(
     for text, (x, y, _, _) in key_labels(scale, draw):
         draw.text((x, y), text, fill=INK, font=face)
 
-    x, y = MARGIN, y0 + BAR_HEIGHT + 26
-    for swatch, meaning in swatches:
-        key.paste(swatch, (x, y))
-        draw.text((x + swatch.width + 6, y + 1), meaning, fill=INK, font=face)
-        x += swatch.width + 6 + text_width(draw, meaning, face) + 18
+    y = y0 + BAR_HEIGHT + 26
+    for row in rows:
+        x = MARGIN
+        for swatch, meaning in row:
+            key.paste(swatch, (x, y))
+            draw.text((x + swatch.width + 6, y + 1), meaning, fill=INK, font=face)
+            x += swatch.width + 6 + text_width(draw, meaning, face) + 18
+        y += SWATCH_ROW
     return key
+
+
+def swatch_rows(swatches: Sequence[tuple[Image.Image, str]], face) -> list[list[tuple[Image.Image, str]]]:
+    """The key's swatches in rows that fit its width, in order (any number of entries)."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows: list[list[tuple[Image.Image, str]]] = []
+    x = MIN_WIDTH
+    for swatch, meaning in swatches:
+        width = swatch.width + 6 + text_width(draw, meaning, face) + 18
+        if not rows or x + width > MIN_WIDTH - MARGIN + 18:
+            rows.append([])
+            x = MARGIN
+        rows[-1].append((swatch, meaning))
+        x += width
+    return rows
 
 
 def bar_x(scale: ScoreScale, value: float) -> int:
@@ -129,8 +197,9 @@ def scale_bar_label(um: float) -> str:
     return f"{um / 1000:g} mm" if um >= 1000 else f"{um:g} um"
 
 
-def draw_scale_bar(image: Image.Image, um_per_px: float | None) -> None:
-    """A black bar (1-2-5 micrometres, at most a fifth of the width) on a white box, bottom left."""
+def draw_scale_bar(image: Image.Image, um_per_px: float | None, source: str = "") -> None:
+    """A black bar (1-2-5 micrometres, at most a fifth of the width) on a white box, bottom left;
+    `source` says which resolution it rests on ("0.243 um/px from --mpp"), after the length."""
     if not um_per_px:
         return
     um = nice_length(um_per_px, image.width / 5)
@@ -139,7 +208,7 @@ def draw_scale_bar(image: Image.Image, um_per_px: float | None) -> None:
     draw = ImageDraw.Draw(image)
     face = font(13)
     px = int(round(um / um_per_px))
-    label = scale_bar_label(um)
+    label = scale_bar_label(um) + (f" ({source})" if source else "")
     box_w = max(px, text_width(draw, label, face)) + 12
     x0, y1 = 8, image.height - 8
     y0 = y1 - 30
@@ -148,16 +217,25 @@ def draw_scale_bar(image: Image.Image, um_per_px: float | None) -> None:
     draw.text((x0 + 6, y0 + 2), label, fill=INK, font=face)
 
 
-def frame(picture: Image.Image, title: str, subtitle: str, key: Image.Image) -> Image.Image:
-    """Title band on top, `picture` centred, `key` below: one white RGB canvas."""
+def frame(picture: Image.Image, title: str, subtitle: str, key: Image.Image, stamp: str | None = None) -> Image.Image:
+    """Title band on top (the title in any Unicode, see unicode_text), then `stamp` as a red band when
+    given, `picture` centred, `key` below: one white RGB canvas."""
     width = max(picture.width + 2 * MARGIN, key.width)
+    band = TITLE_BAND + (STAMP_BAND if stamp else 0)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    canvas = Image.new("RGB", (width, TITLE_BAND + picture.height + 8 + key.height), PAPER)
+    canvas = Image.new("RGB", (width, band + picture.height + 8 + key.height), PAPER)
     draw = ImageDraw.Draw(canvas)
-    draw.text((MARGIN, 6), _fit(probe, title, font(18), width - 2 * MARGIN), fill=INK, font=font(18))
-    draw.text((MARGIN, 30), _fit(probe, subtitle, font(13), width - 2 * MARGIN), fill=MUTED, font=font(13))
-    canvas.paste(picture.convert("RGB"), ((width - picture.width) // 2, TITLE_BAND))
-    canvas.paste(key, (0, TITLE_BAND + picture.height + 8))
+    title, title_face = unicode_text(title, 18)
+    subtitle, subtitle_face = unicode_text(subtitle, 13)
+    draw.text((MARGIN, 6), _fit(probe, title, title_face, width - 2 * MARGIN), fill=INK, font=title_face)
+    draw.text((MARGIN, 30), _fit(probe, subtitle, subtitle_face, width - 2 * MARGIN), fill=MUTED, font=subtitle_face)
+    if stamp:
+        face = font(14)
+        text = _fit(probe, stamp, face, width - 2 * MARGIN - 12)
+        draw.rectangle([MARGIN, TITLE_BAND - 2, MARGIN + text_width(probe, text, face) + 12, band - 4], fill=STAMP)
+        draw.text((MARGIN + 6, TITLE_BAND + 1), text, fill=PAPER, font=face)
+    canvas.paste(picture.convert("RGB"), ((width - picture.width) // 2, band))
+    canvas.paste(key, (0, band + picture.height + 8))
     return canvas
 
 
