@@ -107,3 +107,21 @@ def test_fwrd_run_fails_the_slide_in_one_line(damaged, standin_model, tmp_path, 
     assert row["status"] == "failed" and f"tile {index} (column" in row["error"], row
     assert "\n" not in row["error"]
     assert not (out / "tumor_001" / "summary.json").exists()
+
+
+def test_a_missing_tile_in_glass_is_left_alone(synthetic_cohort, standin_model, tmp_path):
+    # a sparse file's background: nothing scored is near it, so nothing is guessed
+    path = synthetic_cohort.slides[0].path
+    with open_slide(path) as slide:
+        plan = plan_slide(slide, CONFIG, RunSettings())
+    mask, scale = plan.mask, 256 / plan.mask_downsample
+    _, _, _, across = tile_layout(path)
+    glass = next(i for i in range(across * across)
+                 if not mask[max(int((i // across) * scale) - 1, 0) : int((i // across + 1) * scale) + 1,
+                             max(int((i % across) * scale) - 1, 0) : int((i % across + 1) * scale) + 1].any())
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    damage_tile(path, slides / "tumor_001.svs", glass, "missing")
+    result = CliRunner().invoke(command, [str(slides), "--model", str(standin_model), "--out", str(tmp_path / "out"),
+                                          "--quiet", "--threads", "1"])
+    assert result.exit_code == 0, result.output

@@ -177,3 +177,26 @@ def test_annotation_coordinates_must_be_finite(tmp_path, value):
     xml = _asap_xml(tmp_path / "a.xml", [(10, 10), (value, 20), (30, 40)])
     with pytest.raises(AnnotationError, match=rf"a.xml: coordinate X='{value}' is not a finite number"):
         load_asap_xml(xml)
+
+
+def test_a_jpeg_2000_header_claim_is_refused_before_openslide_decodes(tmp_path):
+    from fwrd.errors import SlideError
+    from fwrd.slide.tile_reader import open_tile_reader
+
+    rng = np.random.default_rng(0)
+    tiles = [imagecodecs.jpeg2k_encode(rng.integers(0, 255, (s, s, 3), dtype=np.uint8), codecformat="j2k")
+             for s in (1024, 256, 256, 256)]  # the first tile's codestream claims 1024 px
+    path = tmp_path / "j2k.svs"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(iter(tiles), shape=(512, 512, 3), dtype=np.uint8, tile=(256, 256), photometric="rgb",
+                 compression=33005, metadata=None,
+                 description="Aperio Image Library v12.0.15 \r\n512x512 [0,0 512x512] (256x256) J2K|MPP = 0.243")
+        tw.write(np.full((128, 128, 3), 200, np.uint8), tile=(128, 128), photometric="rgb", compression="jpeg",
+                 subfiletype=1, metadata=None,
+                 description="Aperio Image Library v12.0.15 \r\n512x512 -> 128x128 JPEG/RGB Q=80")
+    with open_tile_reader(path, 0) as reader:
+        assert reader.kind == "openslide"
+        reader.read(256, 0, 256)  # a sound tile
+        with pytest.raises(SlideError, match=r"the JPEG 2000 header of tile 0 \(column 0, row 0\) of the 512x512 "
+                                             r"level claims 1024x1024 px in a 256x256 px tile"):
+            reader.read(0, 0, 512)
