@@ -40,7 +40,8 @@ def damage_tile(src: Path, dst: Path, index: int, how: str, page: int = 0) -> Pa
     body = scan_start(bytes(tile))
     if how == "garbled":
         n = min(400, (count - body) // 2)
-        tile[body + 40 : body + 40 + n] = np.random.default_rng(7).integers(0, 255, n, dtype=np.uint8).tobytes()  # no 0xFF: no marker
+        noise = np.random.default_rng(7).integers(0, 255, n, dtype=np.uint8)  # no 0xFF byte: no marker appears
+        tile[body + 40 : body + 40 + n] = noise.tobytes()
     elif how == "half-zeroed":
         mid = (body + count - 2) // 2
         tile[mid : count - 2] = bytes(count - 2 - mid)

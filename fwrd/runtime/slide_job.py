@@ -68,6 +68,7 @@ from fwrd.runtime.settings import RunSettings
 from fwrd.slide.identity import identify
 from fwrd.slide.reader import Slide, open_slide
 from fwrd.slide.tiff_level import refuse_missing_by_tissue
+from fwrd.slide.tile_reader import tiff_level_of
 
 THUMBNAIL_SIDE = 1024  # overlay.png long side at most (PNG encoding time grows with it)
 
@@ -112,8 +113,9 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
         t_open = time.perf_counter() - began
         mark = time.perf_counter()
         plan = plan_slide(slide, backend.config, settings)
-        refuse_missing_by_tissue(slide.path, slide.level_dimensions[plan.level], plan.read_downsample, plan.mask,
-                                 plan.mask_downsample)
+        tiff = tiff_level_of(slide, plan.level)
+        if tiff is not None:  # a tile the file never wrote under tissue: the mask alone would not show it
+            refuse_missing_by_tissue(tiff, plan.read_downsample, plan.mask, plan.mask_downsample)
 
         regions = None
         if settings.dense:

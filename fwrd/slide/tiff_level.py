@@ -135,19 +135,14 @@ def _level(path: Path, index: int, page: tifffile.TiffPage, file_size: int) -> T
     return level
 
 
-def refuse_missing_by_tissue(
-    path: str | Path, level_size: tuple[int, int], downsample: float, mask: np.ndarray, mask_downsample: float
-) -> None:
-    """SlideError naming the first tile of the reading level that the file never wrote and that lies in or
-    next to tissue (`mask`, one mask pixel of slack around the tile).
+def refuse_missing_by_tissue(level: TiffLevel, downsample: float, mask: np.ndarray, mask_downsample: float) -> None:
+    """SlideError naming the first tile of `level` (the reading level, `downsample` level-0 px per px) that the
+    file never wrote and that lies in or next to tissue (`mask`, one mask pixel of slack around the tile).
 
     Checked on the plan, not only when reading: OpenSlide shows a missing tile as transparent at every
     level, so the tissue mask (white there) drops it and no grid tile would ever read it. A missing tile
     with glass all around (a sparse file's background) is left alone.
     """
-    level = find_tiff_level(path, level_size)
-    if level is None:
-        return
     missing = np.flatnonzero(level.bytecounts[: level.across * level.down] == 0)
     (tw, th), (h, w) = level.tile_size, mask.shape
     scale = downsample / mask_downsample  # mask pixels per level pixel

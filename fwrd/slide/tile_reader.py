@@ -29,7 +29,7 @@ from fwrd.slide.tiff_tiles import DirectTiffTileReader, decodes_directly
 
 HEAD_BYTES = 4096  # bytes of a tile read to find its codec header (JPEG frame or JPEG 2000 size segment)
 
-# OpenSlide vendors whose levels are plain tiled TIFF pages (the direct decoder maps them by size).
+# OpenSlide vendors whose levels are plain tiled TIFF pages (the direct decoder and the checks map them by size).
 DIRECT_VENDORS = ("aperio", "generic-tiff")
 
 
@@ -49,8 +49,9 @@ class TileReader(Protocol):
 
 class OpenSlideTileReader:
     """The general reader: any format OpenSlide opens (JPEG 2000 SVS, NDPI, MRXS, LZW TIFF, ...). Where the
-    level is a tiled TIFF page (`tiff`), each read is first held to the file's structure: no missing tile,
-    no codec header claiming another size than the tile's; a failed read names the damaged tile."""
+    level is a page of an Aperio or generic TIFF (`tiff`, see tiff_level_of), each read is first held to the
+    file's structure: no missing tile, no codec header claiming another size than the tile's; a failed read
+    names the damaged tile."""
 
     kind = "openslide"
 
@@ -113,13 +114,22 @@ def open_tile_reader(path: str | Path, level: int, prefer_direct: bool = True) -
     try:
         if not 0 <= level < slide.level_count:
             raise SlideError(f"{path}: level {level} does not exist (the slide has {slide.level_count})")
-        tiff = find_tiff_level(slide.path, slide.level_dimensions[level])
+        tiff = tiff_level_of(slide, level)
     except BaseException:
         slide.close()
         raise
-    if prefer_direct and slide.vendor in DIRECT_VENDORS and tiff is not None and decodes_directly(tiff):
+    if prefer_direct and tiff is not None and decodes_directly(tiff):
         return DirectTiffTileReader(slide.path, tiff, slide.level_downsamples[level], TileChecker(slide, level, tiff))
     return OpenSlideTileReader(slide, level, tiff)
+
+
+def tiff_level_of(slide: Slide, level: int) -> TiffLevel | None:
+    """The TIFF page that is `level`, checked (fwrd.slide.tiff_level), for the vendors whose levels are plain
+    tiled pages (Aperio, generic TIFF); None for every other format, whose layout only OpenSlide knows
+    (Philips omits background tiles by design, Ventana overlaps them, MIRAX and DICOM are not TIFF)."""
+    if slide.vendor not in DIRECT_VENDORS:
+        return None
+    return find_tiff_level(slide.path, slide.level_dimensions[level])
 
 
 def native_tile_size(path: str | Path, level: int) -> tuple[int, int] | None:
