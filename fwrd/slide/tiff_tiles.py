@@ -4,16 +4,16 @@ OpenSlide decodes a tile into a cairo surface and blits it (0.3-0.5 ms per 256 p
 here the page structure comes from tifffile once, the raw tile bytes are read with `os.pread` on
 this reader's own file descriptor, and libjpeg-turbo (imagecodecs) decodes them straight into RGB.
 The colour space follows OpenSlide's rule (YCbCr photometric -> YCbCr JPEG, anything else -> RGB),
-edge tiles are clipped to the image and missing tiles are white, so pixels equal OpenSlide's
-`read_region` exactly for reads whose level-0 origin falls on a pixel of the level.
+and edge tiles are clipped to the image, so pixels equal OpenSlide's `read_region` exactly for reads
+whose level-0 origin falls on a pixel of the level.
 
 Damaged and missing tiles. A truncated file, a tile cut short, JPEG structure that does not parse, a
 header whose size is not the tile's: one line naming the tile. Altered entropy-coded bytes that still
 parse decode to plausible wrong pixels in libjpeg-turbo, which reports them only as warnings that
 imagecodecs never shows; OpenSlide turns those warnings into errors, so every tile is first decoded
 once by OpenSlide at one pixel (fwrd.slide.strict_decode: OpenSlide's rule, at about one extra decode
-per file tile, benchmarks/results/strict-jpeg-decode.md). A tile the file never wrote (byte count 0)
-fails the read that touches it. Neither reader sees damage that leaves valid JPEG (TIFF has no
+per file tile: benchmarks/results/cpu-amd-epyc-2c-strict-decode.md). A tile the file never wrote (byte
+count 0) fails the read that touches it. Neither reader sees damage that leaves valid JPEG (TIFF has no
 checksums): verify copies against their source (sha256) where integrity matters.
 
     reader = open_tile_reader("slide.svs", 0)   # fwrd.slide.tile_reader picks this reader where it can
