@@ -227,7 +227,7 @@ def _check_claims(slide: Slide) -> None:
         tile_w = slide.properties.get(f"openslide.level[{level}].tile-width")
         tile_h = slide.properties.get(f"openslide.level[{level}].tile-height")
         if tile_w is not None and tile_h is not None and tile_w.isdigit() and tile_h.isdigit():
-            check_tile_size(slide.path, int(tile_w), int(tile_h), f"level {level}")
+            check_tile_size(slide.path, int(tile_w), int(tile_h), f"level {level}", slide.vendor)
 
 
 def _unsupported_codec(message: str) -> str | None:

@@ -26,6 +26,10 @@ import tifffile
 from fwrd.errors import SlideError
 
 MAX_TILE_SIDE = 4096  # px: 48 MB of RGB per tile; real slides use 240-1024
+# other formats' "tiles" can be whole low-resolution levels (an NDPI level without restart markers is one
+# JPEG): there only what OpenSlide can hold at all is refused (2^28 px: 1 GiB of its ARGB buffer)
+MAX_OTHER_TILE_PIXELS = 1 << 28
+TIFF_PAGE_VENDORS = ("aperio", "generic-tiff")  # OpenSlide vendors whose levels are plain tiled TIFF pages
 MAX_CLAIMED_PIXELS = 1 << 36  # 68.7 G px (262144^2); the largest whole-slide scans are ~20 G px
 
 JPEG = 7
@@ -83,11 +87,16 @@ class TiffLevel:
         return SlideError(f"{self.path}: {self.describe(index)} is missing from the file (TileByteCounts 0)")
 
 
-def check_tile_size(path: Path, tile_w: int, tile_h: int, where: str) -> None:
-    """SlideError when a declared tile is larger than any real slide's (the file would size the allocation)."""
-    if not (0 < tile_w <= MAX_TILE_SIDE and 0 < tile_h <= MAX_TILE_SIDE):
+def check_tile_size(path: Path, tile_w: int, tile_h: int, where: str, vendor: str = "generic-tiff") -> None:
+    """SlideError when a declared tile is larger than any real slide's (the file would size the allocation):
+    sides over MAX_TILE_SIDE in TIFF-page formats, over MAX_OTHER_TILE_PIXELS in the others."""
+    if vendor in TIFF_PAGE_VENDORS:
+        if not (0 < tile_w <= MAX_TILE_SIDE and 0 < tile_h <= MAX_TILE_SIDE):
+            raise SlideError(f"{path}: {where} declares {tile_w}x{tile_h} px tiles; refusing tiles over "
+                             f"{MAX_TILE_SIDE} px (a damaged or hostile file)")
+    elif not (0 < tile_w and 0 < tile_h and tile_w * tile_h <= MAX_OTHER_TILE_PIXELS):
         raise SlideError(f"{path}: {where} declares {tile_w}x{tile_h} px tiles; refusing tiles over "
-                         f"{MAX_TILE_SIDE} px (a damaged or hostile file)")
+                         f"{MAX_OTHER_TILE_PIXELS / 1e6:.0f} M px (a damaged or hostile file)")
 
 
 def check_level_size(path: Path, width: int, height: int, where: str) -> None:

@@ -24,13 +24,13 @@ from fwrd.errors import SlideError
 from fwrd.slide.codec_headers import check_tile_header
 from fwrd.slide.reader import PixelReadError, Slide, open_slide
 from fwrd.slide.strict_decode import TileChecker, find_damaged_tile
-from fwrd.slide.tiff_level import TiffLevel, check_tile_size, find_tiff_level
+from fwrd.slide.tiff_level import MAX_TILE_SIDE, TIFF_PAGE_VENDORS, TiffLevel, check_tile_size, find_tiff_level
 from fwrd.slide.tiff_tiles import DirectTiffTileReader, decodes_directly
 
 HEAD_BYTES = 4096  # bytes of a tile read to find its codec header (JPEG frame or JPEG 2000 size segment)
 
 # OpenSlide vendors whose levels are plain tiled TIFF pages (the direct decoder and the checks map them by size).
-DIRECT_VENDORS = ("aperio", "generic-tiff")
+DIRECT_VENDORS = TIFF_PAGE_VENDORS
 
 
 @runtime_checkable
@@ -133,7 +133,8 @@ def tiff_level_of(slide: Slide, level: int) -> TiffLevel | None:
 
 
 def native_tile_size(path: str | Path, level: int) -> tuple[int, int] | None:
-    """The file's own tile size (w, h) at `level`, as OpenSlide reports it; None when it has none.
+    """The file's own tile size (w, h) at `level`, as OpenSlide reports it; None when it has none or it is
+    over MAX_TILE_SIDE (refused outright for TIFF-page formats, fwrd.slide.tiff_level).
 
     Reads aligned to this size decode each file tile once (2-4x cheaper than unaligned reads).
     """
@@ -149,5 +150,6 @@ def native_tile_size(path: str | Path, level: int) -> tuple[int, int] | None:
         size = int(w), int(h)
     except ValueError:
         return None
-    check_tile_size(Path(path), *size, f"level {level}")
-    return size
+    check_tile_size(Path(path), *size, f"level {level}", slide.vendor)
+    # a "tile" that is a whole level (NDPI without restart markers): aligning windows to it would read it whole
+    return size if max(size) <= MAX_TILE_SIDE else None
