@@ -122,7 +122,7 @@ def command(
         raise FwrdError(
             f"{out} already holds outputs of {len(present)} of these slides ({', '.join(present[:3])}"
             f"{', ...' if len(present) > 3 else ''}){being_scored(out, present)}; pass --resume to keep complete "
-            "ones and continue interrupted ones, or --overwrite to score them again"
+            "ones and score the rest (interrupted or failed), or --overwrite to score them all again"
         )
     options = dict(backend=backend, batch_size=batch_size, threads=threads, device=device, precision=precision,
                    cuda_graphs=not no_cuda_graphs, tf32=tf32, dense=dense, region=region)
