@@ -156,9 +156,11 @@ def command(
         raise FwrdError((failed or busy)[0].error)
     _say_where(out, results)
     if failed or busy:
-        left = f"; {len(busy)} left to the other process scoring them (rerun with --resume once it is done)" if busy else ""
-        click.echo(f"Error: {len(failed)} of {len(results)} slides failed (see {for_terminal(str(out / 'slides.csv'))})"
-                   f"{left}", err=True)
+        table = for_terminal(str(out / "slides.csv"))
+        said = ([f"{len(failed)} of {len(results)} slides failed (see {table})"] if failed else []) + (
+            [f"{len(busy)} of {len(results)} slides left to the other process scoring them (rerun with --resume once "
+             "it is done)"] if busy else [])
+        click.echo(f"Error: {'; '.join(said)}", err=True)
         sys.exit(1)
 
 
