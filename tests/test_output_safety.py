@@ -87,6 +87,17 @@ def test_a_dangling_table_lock_link_is_refused(synthetic_cohort, standin_model, 
     assert not os.path.lexists(target)
 
 
+def test_an_output_file_planted_as_a_link_is_replaced_not_written_through(synthetic_cohort, standin_model,
+                                                                          tmp_path):
+    out, victim = tmp_path / "out", tmp_path / "victim.csv"
+    victim.write_text("someone's table\n")
+    out.mkdir()
+    (out / "slides.csv").symlink_to(victim)
+    assert _run(synthetic_cohort.slides[2].path, "--model", standin_model, "--out", out).exit_code == 0
+    assert victim.read_text() == "someone's table\n"
+    assert not (out / "slides.csv").is_symlink() and list(_rows(out)) == [synthetic_cohort.slides[2].path.stem]
+
+
 # -- 26.2: deleting what fwrd did not write; 20.7: names from the path given -------------------------
 @pytest.mark.parametrize("name", ["..svs", "tumor\x1b[2J.svs", ".hidden.svs", "slides.csv.svs", "a\\b.svs"])
 def test_slide_names_that_cannot_name_a_folder_are_refused(synthetic_cohort, standin_model, tmp_path, name):
@@ -186,15 +197,21 @@ def test_thread_counts_beyond_the_machine_are_bounded(synthetic_cohort, standin_
     assert summary["settings"]["workers"] == cpus and summary["workers"] <= cpus
 
 
-def test_patches_and_bench_bound_their_threads_too(synthetic_cohort, synthetic_tif, standin_model, tmp_path):
+def test_patches_bench_and_eval_bound_their_threads_too(synthetic_cohort, synthetic_tif, standin_model, tmp_path):
     from fwrd.cli.bench import command as bench
+    from fwrd.cli.evaluate import command as evaluate
     from fwrd.cli.patches import command as patches
 
     cpus = usable_cpus()
-    made = CliRunner().invoke(patches, [str(synthetic_cohort.slides[2].path), "--out", str(tmp_path / "p"),
-                                        "--normal", "2", "--tile", "64", "--workers", "10000", "--no-progress"])
+    made = CliRunner().invoke(patches, [str(synthetic_cohort.slides[0].path), "--out", str(tmp_path / "p"),
+                                        "--annotations", str(synthetic_cohort.annotations_dir), "--normal", "2",
+                                        "--tumor", "2", "--tile", "64", "--workers", "10000", "--no-progress"])
     assert made.exit_code == 0, made.output
     assert f"note: --workers 10000 is more than the {cpus} CPUs" in made.output
+    scored = CliRunner().invoke(evaluate, ["patches", str(tmp_path / "p"), "--model", str(standin_model),
+                                           "--threads", "5000", "--out", str(tmp_path / "e")])
+    assert scored.exit_code == 0, scored.output
+    assert f"note: --threads 5000 is more than the {cpus} CPUs" in scored.output
     measured = CliRunner().invoke(bench, ["--model", str(standin_model), "--slide", str(synthetic_tif.path),
                                           "--stages", "decode", "--workers", f"1,{cpus + 1000}", "--threads", "5000",
                                           "--repeats", "1", "--seconds", "0.05", "--quiet",

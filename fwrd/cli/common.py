@@ -88,10 +88,12 @@ class FwrdCommand(click.Command):
         except FwrdError as exc:
             raise click.ClickException(_one_line(exc)) from None
         except PermissionError as exc:
-            raise click.ClickException(f"permission denied: {for_terminal(str(exc.filename or _one_line(exc)))}") from None
+            where = for_terminal(str(exc.filename or _one_line(exc)))
+            raise click.ClickException(f"permission denied: {where}") from None
         except OSError as exc:
             if getattr(exc, "filename", None):
-                raise click.ClickException(f"{exc.strerror or _one_line(exc)}: {for_terminal(str(exc.filename))}") from None
+                where = for_terminal(str(exc.filename))
+                raise click.ClickException(f"{exc.strerror or _one_line(exc)}: {where}") from None
             raise click.ClickException(_one_line(exc)) from None
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, Terminated)

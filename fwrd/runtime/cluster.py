@@ -228,7 +228,7 @@ def score_cohort_on_ray(
     unrecorded: list[tuple[str, Path, str]] = []  # failures no actor recorded (it died scoring the slide)
     relay = _SigtermRelay()
     try:
-        with held_marker(out / marker, marker), _connected(ray, address, relay, log):
+        with held_marker(out / marker, marker), _connected(ray, address, relay):
             _Driver(ray, slides, spec, out, marker, settings, log, results, unrecorded, say_failures).run()
     except KeyboardInterrupt:
         relay.reraise()
@@ -319,7 +319,7 @@ class _SigtermRelay:
 
 
 @contextmanager
-def _connected(ray: Any, address: str, relay: _SigtermRelay, log: Callable[[str], None]) -> Iterator[None]:
+def _connected(ray: Any, address: str, relay: _SigtermRelay) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
@@ -333,8 +333,8 @@ def _connected(ray: Any, address: str, relay: _SigtermRelay, log: Callable[[str]
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line
         where = "start Ray on this machine" if address == LOCAL else f"connect to the Ray cluster at {address}"
         raise FwrdError(f"cannot {where}: {' '.join(str(exc).split())}") from None
-    if private is None:
-        log(joined_address(ray, address))
+    if private is None:  # always said, --quiet or not: which cluster will read the slides and the model
+        tqdm.write(joined_address(ray, address), file=sys.stderr)
     try:
         yield
     finally:

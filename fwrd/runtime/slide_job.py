@@ -134,7 +134,8 @@ def check_slide_file(path: Path) -> None:
     except OSError:
         return  # missing or unreadable: open_slide says so in its own words
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise SlideError(f"{for_terminal(str(path))}: not a regular file (a FIFO, socket or device); slides must be files")
+        raise SlideError(f"{for_terminal(str(path))}: not a regular file (a FIFO, socket or device); slides must be "
+                         "files")
 
 
 def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
