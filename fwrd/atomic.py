@@ -56,11 +56,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def open_no_follow(path: str | Path, flags: int, mode: int = 0o644) -> int:
+# Windows has none of these flags (and its links need privileges to make): there the checks below remain
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def open_no_follow(path: str | Path, flags: int, mode: int = 0o666) -> int:
     """`os.open` that never follows a symbolic link at `path` and opens only a regular file (a FIFO or a
-    device there would block or mislead): FwrdError naming the path otherwise."""
+    device there would block or mislead): FwrdError naming the path otherwise. A file it creates gets the
+    usual permissions (0666 less the umask), so a group sharing a folder shares its lock files too."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+        fd = os.open(path, flags | _NO_FOLLOW, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise FwrdError(f"{_shown(path)} is a symbolic link, and fwrd never writes through links it did not "

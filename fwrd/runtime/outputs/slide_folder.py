@@ -100,12 +100,6 @@ def slide_name_of_failure(path: Path) -> str | None:
     return None
 
 
-def is_scratch(folder: Path) -> bool:
-    """A staging or replaced folder (never a slide's outputs, whatever it holds)."""
-    name = folder.name
-    return name.startswith(".") and (name.endswith(STAGING_SUFFIX) or name.endswith(REPLACED_SUFFIX))
-
-
 def is_fwrd_outputs(folder: Path) -> bool:
     """Whether `folder` is a real folder holding fwrd-run's outputs (a summary.json with a run key)."""
     try:

@@ -44,7 +44,6 @@ from fwrd.runtime.outputs.summary import read_complete
 from fwrd.safe_text import csv_cell, from_csv_cell
 
 TABLE = "slides.csv"
-LOCK = TABLE_LOCK
 HEADER = ["slide", "score", "status", "error"]
 
 
@@ -105,7 +104,7 @@ def folder_lock(out: Path) -> Iterator[None]:
         warnings.warn(f"no file locking on this system: concurrent runs into {out} may race on {TABLE}")
         yield
         return
-    path = Path(out) / LOCK
+    path = Path(out) / TABLE_LOCK
     fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)  # a link planted there is refused, never followed
     try:
         try:
