@@ -162,7 +162,7 @@ def main() -> None:
         "dense_geometry": next(iter(maps["dense"].values()))[1]["dense"],
     }
     args.results.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [f"| figure | per tile | dense |", "|---|---|---|"]
+    lines = ["| figure | per tile | dense |", "|---|---|---|"]
     lines += [f"| tile AUROC vs lesion masks ({len(a)} tiles, {int(labels.sum())} tumor) | "
               f"{record['tile_auroc']['tiles']:.4f} | {record['tile_auroc']['dense']:.4f} |",
               f"| lesion FROC | {record['lesion_froc']['tiles']:.4f} | {record['lesion_froc']['dense']:.4f} |",

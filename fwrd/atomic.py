@@ -9,18 +9,27 @@ temp name or nothing at all.
     with atomic_path(out / "heatmap.npy") as tmp:
         np.save(tmp, grid)
     remove_stale_temps(out)                       # at the start of the next run that owns `out`
+
+The temp file is created with O_EXCL and the rename replaces whatever is at the final name (a symbolic link
+included) instead of writing through it, so a link planted in an output folder never redirects a write.
+Files that are written in place (a journal, a lock) are opened with `open_no_follow` instead.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from fwrd.errors import FwrdError
+from fwrd.safe_text import for_terminal
 
 
 def _umask() -> int:
@@ -45,6 +54,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# Windows has none of these flags (and its links need privileges to make): there the checks below remain
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def open_no_follow(path: str | Path, flags: int, mode: int = 0o666) -> int:
+    """`os.open` that never follows a symbolic link at `path` and opens only a regular file (a FIFO or a
+    device there would block or mislead): FwrdError naming the path otherwise. A file it creates gets the
+    usual permissions (0666 less the umask), so a group sharing a folder shares its lock files too."""
+    try:
+        fd = os.open(path, flags | _NO_FOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FwrdError(f"{_shown(path)} is a symbolic link, and fwrd never writes through links it did not "
+                            "make: remove it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FwrdError(f"{_shown(path)} is not a regular file, although fwrd writes a file of that name: remove it")
+    return fd
+
+
+def _shown(path: str | Path) -> str:
+    return for_terminal(os.fspath(path))
 
 
 def naming(exc: OSError, path: str | Path) -> OSError:

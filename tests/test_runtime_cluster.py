@@ -22,6 +22,7 @@ from fwrd.cli.run import command
 from fwrd.errors import FwrdError
 from fwrd.runtime.cluster import (
     MAX_ATTEMPTS, BackendSpec, SlideWorker, check_address, dispatch_order, plan_actors, start_local_ray,
+    stop_local_ray,
 )
 from signals import default_sigint
 
@@ -49,11 +50,11 @@ def ray_cluster():
     """A local Ray instance for the module (CI installs fwrd[cluster]; the README's test command does not)."""
     ray = pytest.importorskip("ray", reason="the --ray tests need Ray: pip install fwrd[cluster]")
     sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it; later modules expect pytest's own
-    start_local_ray(num_cpus=2)  # CI's 2 cores
+    private = start_local_ray(num_cpus=2)  # CI's 2 cores
     try:
         yield ray
     finally:
-        ray.shutdown()
+        stop_local_ray(private)
         signal.signal(signal.SIGTERM, sigterm)
 
 

@@ -258,14 +258,17 @@ def test_killed_between_the_swap_renames_resumes_without_scoring(synthetic_cohor
 
 
 def test_summary_records_the_workers_that_ran(synthetic_cohort, backend, tmp_path):
-    # issue 11.11: summary.json said 8 workers where the slide had fewer work units than that
+    # issue 11.11: summary.json said 8 workers where the slide had fewer work units than that;
+    # issue 26.4: never more decode threads than the CPUs this process may use
+    from fwrd.runtime.settings import usable_cpus
+
     slide_path = synthetic_cohort.slides[2].path
     result = score_slide(slide_path, backend, tmp_path, RunSettings(workers=64, batch_size=8, progress=False))
     with open_slide(slide_path) as slide:
         from fwrd.runtime.plan import plan_slide
 
         units = plan_slide(slide, backend.config, RunSettings()).units
-    assert units < 64 and result.summary["workers"] == units
+    assert units < 64 and result.summary["workers"] == min(units, usable_cpus())
     assert result.summary["settings"]["workers"] == 64
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FwrdCommand
+from fwrd.cli.common import FwrdCommand, machine_bound
 
 
 def _ints(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -104,6 +104,8 @@ def command(
     for path in (*models, *engines, *([slide] if slide else []), *([checkpoint] if checkpoint else [])):
         if not path.exists():
             raise InputNotFound(f"{path}: no such file")
+    workers = tuple(dict.fromkeys(machine_bound(w, "--workers") for w in workers))
+    threads = machine_bound(threads, "--threads")
     settings = BenchSettings(
         models=models + engines, slide=slide, size=size, batch_sizes=batch_sizes, workers=workers, backends=backends,
         precisions=precisions, stages=stages, seconds=seconds, repeats=repeats, warmup=warmup, threads=threads,

@@ -20,15 +20,16 @@ from typing import Any
 import click
 
 from fwrd.errors import FwrdError
+from fwrd.safe_text import for_terminal
 
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
-    return " ".join(text.split())
+    return for_terminal(" ".join(text.split()))
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"
+    return f"warning: {for_terminal(' '.join(str(message).split()))}\n"
 
 
 class Terminated(KeyboardInterrupt):
@@ -50,6 +51,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def machine_bound(value: int | None, option: str) -> int | None:
+    """A thread count (--threads, --workers) bounded by the CPUs this process may use, with a note when it
+    asked for more: thousands of threads only cost memory, and ONNX Runtime's pool can stall on them."""
+    from fwrd.runtime.settings import usable_cpus
+
+    cpus = usable_cpus()
+    if value is None or value <= cpus:
+        return value
+    click.echo(f"note: {option} {value} is more than the {cpus} CPUs this process may use; using {cpus}", err=True)
+    return cpus
 
 
 class FiniteFloat(click.FloatRange):
@@ -75,10 +88,12 @@ class FwrdCommand(click.Command):
         except FwrdError as exc:
             raise click.ClickException(_one_line(exc)) from None
         except PermissionError as exc:
-            raise click.ClickException(f"permission denied: {exc.filename or _one_line(exc)}") from None
+            where = for_terminal(str(exc.filename or _one_line(exc)))
+            raise click.ClickException(f"permission denied: {where}") from None
         except OSError as exc:
             if getattr(exc, "filename", None):
-                raise click.ClickException(f"{exc.strerror or _one_line(exc)}: {exc.filename}") from None
+                where = for_terminal(str(exc.filename))
+                raise click.ClickException(f"{exc.strerror or _one_line(exc)}: {where}") from None
             raise click.ClickException(_one_line(exc)) from None
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, Terminated)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FiniteFloat, FwrdGroup
+from fwrd.cli.common import FiniteFloat, FwrdGroup, machine_bound
 from fwrd.errors import InputNotFound
 
 DEFAULT_OUT = "fwrd-eval"
@@ -122,6 +122,7 @@ def _patches(report: _Report, patch_dir: Path, model: Path, backend: str, batch_
     list_patches(patch_dir)  # refuse a bad folder before loading the model
     if not Path(model).is_file():
         raise InputNotFound(f"model not found: {model}")
+    threads = machine_bound(threads, "--threads")
     with open_backend(model, backend=backend, batch_size=batch_size, threads=threads) as engine:
         labels, scores, _ = score_patch_folder(engine, patch_dir, batch_size)
         cut = engine.config.threshold if threshold is None else threshold

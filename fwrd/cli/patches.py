@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FiniteFloat, FwrdCommand
+from fwrd.cli.common import FiniteFloat, FwrdCommand, machine_bound
 from fwrd.errors import FwrdError
 
 
@@ -37,7 +37,7 @@ from fwrd.errors import FwrdError
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the patch sampling.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing patch folder at --out.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Threads encoding PNGs.  [default: CPU cores, at most 4]")
+              help="Threads encoding PNGs (at most the CPUs this process may use).  [default: CPU cores, at most 4]")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def command(
     inputs: tuple[Path, ...], annotations_dir: Path | None, out: Path, n_normal: int, n_tumor: int,
@@ -60,7 +60,7 @@ def command(
     result = extract_patches(
         inputs, out, annotations_dir=annotations_dir, n_normal=n_normal, n_tumor=n_tumor,
         tile=tile, level=level or 0, seed=seed, overwrite=overwrite, progress=progress,
-        workers=workers or DEFAULT_WORKERS, context=context, mpp=mpp,
+        workers=machine_bound(workers, "--workers") or DEFAULT_WORKERS, context=context, mpp=mpp,
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
-from fwrd.cli.common import FiniteFloat, FwrdCommand
+from fwrd.cli.common import FiniteFloat, FwrdCommand, machine_bound
 from fwrd.errors import FwrdError
+from fwrd.safe_text import for_terminal
 
 @click.command("run", cls=FwrdCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -34,9 +35,10 @@ from fwrd.errors import FwrdError
                    "(graphs were 3-6 % faster on an H100; they hold a second copy of the activations).")
 @click.option("--tf32", is_flag=True, help="--backend torch fp32 on CUDA: allow TF32 convolutions (~1e-3 relative).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Decode threads.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Decode threads (at most the CPUs this process may use).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="ONNX Runtime CPU threads [default: physical cores].")
+              help="ONNX Runtime CPU threads (at most the CPUs this process may use) [default: physical cores].")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="Grid step in pixels at the model's level [default: the tile size].")
 @click.option("--dense", is_flag=True,
@@ -84,7 +86,10 @@ def command(
     every slide of OUT. Nothing is written before the model and the slides have been checked.
     """
     from fwrd.runtime.backends import open_backend
-    from fwrd.runtime.cohort import check_output_folder, existing_outputs, parse_shard, score_cohort, select_shard
+    from fwrd.runtime.cohort import (
+        being_scored, check_output_folder, check_slide_outputs, existing_outputs, parse_shard, score_cohort,
+        select_shard,
+    )
     from fwrd.runtime.model_file import check_engine_argument
     from fwrd.runtime.settings import RunSettings
     from fwrd.slide.discover import find_slides
@@ -93,6 +98,8 @@ def command(
         raise FwrdError("give exactly one of --model rd.onnx or --engine rd.plan")
     if resume and overwrite:
         raise FwrdError("give --resume (keep complete outputs) or --overwrite (score again), not both")
+    if ray_address is None:  # on Ray, the actors' nodes bound them (cluster.plan_actors, slide_job)
+        workers, threads = machine_bound(workers, "--workers"), machine_bound(threads, "--threads")
     settings = RunSettings(
         batch_size=batch_size, workers=workers, stride=stride, mpp=mpp, threshold=threshold, resume=resume,
         prefer_direct=(reader == "auto"), progress=not quiet, dense=dense, region=region, margin=margin,
@@ -112,20 +119,23 @@ def command(
     if not chosen:
         click.echo(f"shard {shard} has no slides (the cohort has fewer than its index)", err=True)
         return
+    check_slide_outputs(out, chosen)  # names that are folders, and nothing in OUT fwrd would replace but not own
     present = existing_outputs(out, chosen)
     if present and not (resume or overwrite):
         raise FwrdError(
             f"{out} already holds outputs of {len(present)} of these slides ({', '.join(present[:3])}"
-            f"{', ...' if len(present) > 3 else ''}); pass --resume to keep complete ones and continue "
-            "interrupted ones, or --overwrite to score them again"
+            f"{', ...' if len(present) > 3 else ''}){being_scored(out, present)}; pass --resume to keep complete "
+            "ones and score the rest (interrupted or failed), or --overwrite to score them all again"
         )
     options = dict(backend=backend, batch_size=batch_size, threads=threads, device=device, precision=precision,
                    cuda_graphs=not no_cuda_graphs, tf32=tf32, dense=dense, region=region)
     log = (lambda line: None) if quiet and len(chosen) == 1 else None
+    single = len(chosen) == 1  # its error is the Error line, said once
     if ray_address is not None:
         from fwrd.runtime.cluster import BackendSpec, score_cohort_on_ray
 
-        results = score_cohort_on_ray(chosen, BackendSpec(model or engine, options), out, settings, ray_address, log)
+        results = score_cohort_on_ray(chosen, BackendSpec(model or engine, options), out, settings, ray_address, log,
+                                      say_failures=not single)
     else:
         with open_backend(model or engine, **options) as opened:
             if dense:  # a region too small for the tile and margin fails here, before any slide
@@ -142,13 +152,18 @@ def command(
                 from fwrd.runtime.slide_job import dense_threshold_note
 
                 click.echo(f"note: {dense_threshold_note(opened.config)}", err=True)
-            results = score_cohort(chosen, opened, out, settings, log=log)
+            results = score_cohort(chosen, opened, out, settings, log=log, say_failures=not single)
     failed = [r for r in results if r.status == "failed"]
-    if len(results) == 1 and failed:
-        raise FwrdError(failed[0].error)
+    busy = [r for r in results if r.status == "busy"]
+    if len(results) == 1 and (failed or busy):
+        raise FwrdError((failed or busy)[0].error)
     _say_where(out, results)
-    if failed:
-        click.echo(f"Error: {len(failed)} of {len(results)} slides failed (see {out / 'slides.csv'})", err=True)
+    if failed or busy:
+        table = for_terminal(str(out / "slides.csv"))
+        said = ([f"{len(failed)} of {len(results)} slides failed (see {table})"] if failed else []) + (
+            [f"{len(busy)} of {len(results)} slides left to the other process scoring them (rerun with --resume once "
+             "it is done)"] if busy else [])
+        click.echo(f"Error: {'; '.join(said)}", err=True)
         sys.exit(1)
 
 
@@ -156,12 +171,12 @@ def _say_where(out: Path, results: list) -> None:
     """Name the per-slide folder(s) and what they hold, and the table."""
     from fwrd.runtime.outputs.summary import OUTPUT_FILES
 
-    done = [r for r in results if r.status != "failed"]
+    done = [r for r in results if r.status in ("ok", "skipped")]
     if not done:
         return
     folder = done[0].out_dir if len(done) == 1 else out / "<slide>"
-    click.echo(f"outputs: {folder}/ ({', '.join(OUTPUT_FILES)}); {out / 'slides.csv'} lists every slide "
-               f"of {out}", err=True)
+    click.echo(for_terminal(f"outputs: {folder}/ ({', '.join(OUTPUT_FILES)}); {out / 'slides.csv'} lists every "
+                            f"slide of {out}"), err=True)
 
 
 main = command

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fwrd.errors import DataError, InputNotFound
+from fwrd.safe_text import from_csv_cell
 
 
 def slide_key(name: str) -> str:
@@ -146,6 +147,8 @@ def read_slide_scores(path: str | Path) -> dict[str, SlideScore]:
     scores: dict[str, SlideScore] = {}
     for lineno, row in enumerate(body, start=first_line):
         cell = {h: (row[i].strip() if i < len(row) else "") for h, i in columns.items()}
+        if "slide" in header:  # fwrd-run's table: cells a spreadsheet would run carry a leading ' (safe_text)
+            cell = {h: (v if h == "score" else from_csv_cell(v)) for h, v in cell.items()}
         name = cell["slide"]
         if not name or len(row) < 2:
             raise DataError(f"{path}:{lineno}: malformed row {','.join(row)!r}; expected slide,score")

@@ -20,17 +20,26 @@ the local run's, file for file; the driver never writes slide outputs. Faults:
 
 OUT, the model and the slides must be at the same path on every node (a shared file system).
 
+The driver's marker `OUT/.fwrd-ray-<id>` is held locked while the driver runs (outputs/locks.py), so the
+next run into OUT deletes the marker of a driver that was killed. `--ray` starts Ray with its temp folder
+(sessions, sockets, logs; Ray makes them world-writable) inside a private folder of the system temp
+folder (mode 0700), removed at the end; `--ray auto` names the cluster it joined and where the address
+came from (RAY_ADDRESS, or the cluster started on this node).
+
     results = score_cohort_on_ray(slides, BackendSpec(Path("rd.onnx"), {"batch_size": 32}), Path("out"),
                                   RunSettings(), address="auto")
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -43,12 +52,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fwrd.atomic import write_text
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound
-from fwrd.runtime.cohort import _cohort_line, prepare_output, score_or_fail
+from fwrd.runtime.cohort import _cohort_line, cohort_line, prepare_output, score_or_fail
+from fwrd.runtime.outputs.locks import RAY_MARKER_PREFIX, held_marker, remove_abandoned
 from fwrd.runtime.outputs.slides_table import TABLE, update_slides_table
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, dense_threshold_note
+from fwrd.safe_text import for_terminal
 from fwrd.slide.discover import slide_name
 
 MAX_ATTEMPTS = 3  # tries per slide when the actor scoring it dies (a slide that kills every actor fails)
@@ -194,12 +204,14 @@ def score_cohort_on_ray(
     settings: RunSettings,
     address: str = LOCAL,
     log: Callable[[str], None] | None = None,
+    say_failures: bool = True,
 ) -> list[SlideResult]:
     """Score `slides` on the Ray cluster at `address` (see the module docstring); results in `slides` order.
 
     Reuses a Ray connection the caller already made (ray.init); otherwise connects to (or starts, for
     `local`) one and disconnects at the end. Raises FwrdError when no actor can start; re-raises
-    KeyboardInterrupt after recording what finished.
+    KeyboardInterrupt after recording what finished. `say_failures=False` leaves failed slides' lines
+    out of `log` (a caller that reports the error itself, once).
     """
     ray = import_ray()
     check_address(address)
@@ -210,37 +222,64 @@ def score_cohort_on_ray(
         raise InputNotFound(f"model not found: {spec.model}")
     created = not out.exists()
     prepare_output(out)
+    remove_abandoned(out)  # the markers of killed drivers, the locks of killed runs
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
-    marker = f".fwrd-ray-{uuid.uuid4().hex}"
-    write_text(out / marker, marker)
+    marker = f"{RAY_MARKER_PREFIX}{uuid.uuid4().hex}"
     results: dict[int, SlideResult] = {}
+    unrecorded: list[tuple[str, Path, str]] = []  # failures no actor recorded (it died scoring the slide)
     relay = _SigtermRelay()
     try:
-        with _connected(ray, address, relay):
-            _Driver(ray, slides, spec, out, marker, settings, log, results).run()
+        with held_marker(out / marker, marker), _connected(ray, address, relay):
+            _Driver(ray, slides, spec, out, marker, settings, log, results, unrecorded, say_failures).run()
     except KeyboardInterrupt:
         relay.reraise()
         raise
     finally:
-        (out / marker).unlink(missing_ok=True)
         if results:  # once, on the driver, whatever happened (Ctrl-C included): rebuilt from OUT's folders
-            update_slides_table(out, [(r.name, r.path, r.error) for r in results.values() if r.status == "failed"])
+            update_slides_table(out, unrecorded)
         elif created:  # nothing ran (no actor could open the model, say): leave no empty OUT behind
             with suppress(OSError):
                 out.rmdir()
     return [results[i] for i in sorted(results)]
 
 
-def start_local_ray(**options: Any) -> None:
-    """Start a Ray instance on this machine for fwrd (`--ray` without ADDRESS; tests; benchmarks).
+def start_local_ray(**options: Any) -> Path:
+    """Start a Ray instance on this machine for fwrd (`--ray` without ADDRESS; tests; benchmarks); returns
+    the private folder that holds its temp folder (removed at exit, or by `stop_local_ray`).
 
+    Ray makes its temp folder and every session folder in it world-writable (mode 0777, for machines
+    several people share), and by default that is /tmp/ray, where anyone could plant files or links in
+    a session's folders. The instance fwrd starts keeps them inside a folder only this user can enter.
     Ray runs its workers at nice 15, which slows an actor against a local run wherever other work
     competes for the cores; the instance fwrd starts runs them at the driver's priority, as a local
     run does, unless RAY_worker_niceness says otherwise.
     """
     ray = import_ray()
     os.environ.setdefault("RAY_worker_niceness", "0")
-    ray.init(address=LOCAL, include_dashboard=False, logging_level=logging.WARNING, **options)
+    private = Path(tempfile.mkdtemp(prefix="fwrd-ray-"))  # mode 0700
+    atexit.register(shutil.rmtree, private, True)  # registered before Ray's own exit hook: runs after it
+    ray.init(address=LOCAL, include_dashboard=False, logging_level=logging.WARNING, _temp_dir=str(private / "ray"),
+             **options)
+    return private
+
+
+def stop_local_ray(private: Path) -> None:
+    """Stop the Ray instance `start_local_ray` started and remove its private temp folder."""
+    import_ray().shutdown()
+    shutil.rmtree(private, ignore_errors=True)
+
+
+def joined_address(ray: Any, address: str) -> str:
+    """The line that says which cluster `--ray ADDRESS` joined (and, for `auto`, where that came from)."""
+    try:
+        gcs = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - an older Ray: the address as given is all there is
+        gcs = address
+    source = ""
+    if address == "auto":
+        env = os.environ.get("RAY_ADDRESS")
+        source = f" (--ray auto: from RAY_ADDRESS={env})" if env else " (--ray auto: the cluster started on this node)"
+    return for_terminal(f"fwrd-run: joined the Ray cluster at {gcs}{source}")
 
 
 class _SigtermRelay:
@@ -285,19 +324,25 @@ def _connected(ray: Any, address: str, relay: _SigtermRelay) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    private: Path | None = None
     try:
         with relay.around_init():
             if address == LOCAL:
-                start_local_ray()
+                private = start_local_ray()
             else:
                 ray.init(address=address, logging_level=logging.WARNING)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...: one line
         where = "start Ray on this machine" if address == LOCAL else f"connect to the Ray cluster at {address}"
         raise FwrdError(f"cannot {where}: {' '.join(str(exc).split())}") from None
+    if private is None:  # always said, --quiet or not: which cluster will read the slides and the model
+        tqdm.write(joined_address(ray, address), file=sys.stderr)
     try:
         yield
     finally:
-        ray.shutdown()
+        if private is None:
+            ray.shutdown()
+        else:
+            stop_local_ray(private)
         relay.restore()
 
 
@@ -306,11 +351,12 @@ class _Driver:
     first free actor; dead actors' slides go back to the front of the queue."""
 
     def __init__(self, ray: Any, slides: list[Path], spec: BackendSpec, out: Path, marker: str,
-                 settings: RunSettings, log: Callable[[str], None], results: dict[int, SlideResult]) -> None:
+                 settings: RunSettings, log: Callable[[str], None], results: dict[int, SlideResult],
+                 unrecorded: list[tuple[str, Path, str]], say_failures: bool) -> None:
         self.ray, self.slides, self.spec, self.out, self.marker = ray, slides, spec, out, marker
         self.progress = settings.progress
         self.settings = replace(settings, progress=False)  # one bar, the driver's
-        self.log, self.results = log, results
+        self.log, self.results, self.unrecorded, self.say_failures = log, results, unrecorded, say_failures
         self.queue: deque[_Task] = deque(_Task(slides[i], i) for i in dispatch_order(slides))
         self.pending: dict[Any, tuple[int, _Task | None]] = {}  # ref -> (actor, task or None for ready())
         self.actors: dict[int, Any] = {}
@@ -364,9 +410,7 @@ class _Driver:
         finally:
             bar.close()
             self._stop(collect=False)
-        failed = sum(r.status == "failed" for r in self.results.values())
-        self.log(f"cohort: {len(self.results)} slides, {len(self.results) - failed} ok, {failed} failed; "
-                 f"{self.out / TABLE}")
+        self.log(cohort_line(list(self.results.values()), self.out / TABLE))
 
     def _stop(self, collect: bool) -> None:
         """Kill the actors; with `collect`, wait (briefly) until they are gone and record the slides they
@@ -437,10 +481,12 @@ class _Driver:
             else:
                 result = SlideResult(slide_name(task.path), task.path, "failed", None,
                                      f"the Ray actor scoring it died {MAX_ATTEMPTS} times (last: {task.deaths[-1]})")
+                self.unrecorded.append((result.name, result.path, result.error))
                 self._record(task, result, bar)
             return
         except ray.exceptions.RayError as exc:  # not the slide's own error (those come back as results)
             result = SlideResult(slide_name(task.path), task.path, "failed", None, _first_line(exc))
+            self.unrecorded.append((result.name, result.path, result.error))
         self.idle.append(number)
         self._record(task, result, bar)
 
@@ -449,7 +495,8 @@ class _Driver:
         self.tiles += int(result.summary.get("tiles_this_run") or 0) if result.status == "ok" else 0
         if bar is not None:
             bar.update(1)
-        self.log(_cohort_line(len(self.results), len(self.slides), result))
+        if result.status != "failed" or self.say_failures:
+            self.log(_cohort_line(len(self.results), len(self.slides), result))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -25,7 +25,6 @@ from fwrd.config import (
     OUTPUT_SCORE,
     FWRDConfig,
 )
-from fwrd.digest import file_sha256
 from fwrd.errors import FwrdError, InputNotFound, ModelError
 
 # (name, dtype, shape): dtype as numpy names it ("uint8") or as ONNX Runtime does ("tensor(uint8)");

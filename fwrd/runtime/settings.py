@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 
 from fwrd.errors import FwrdError
@@ -82,9 +83,9 @@ class RunSettings:
             if value is not None and not self.dense:
                 raise FwrdError(f"--{name} sets how --dense scores a slide; give --dense too")
 
-    @property
-    def buffer_count(self) -> int:
-        return self.buffers or 2 * self.workers + 2
+    def buffer_count(self, workers: int) -> int:
+        """Batch buffers for `workers` decode threads (2 each + 2, unless `buffers` says)."""
+        return self.buffers or 2 * workers + 2
 
     def score_key(self, model_sha256: str, slide: str = "") -> str:
         """Identifies what the tile scores depend on (model, grid, resolution and how it is read, the reader
@@ -105,6 +106,16 @@ class RunSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity: what a Slurm allocation or `taskset` grants), at least 1.
+    Decode and inference threads beyond it only cost memory (a batch pool per decode thread) and, for ONNX
+    Runtime's spinning thread pool, can stall the run: `fwrd-run` bounds --workers and --threads by it."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _digest(fields: dict) -> str:

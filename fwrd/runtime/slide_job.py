@@ -5,7 +5,11 @@ can call it the same way.
     -> tiles.csv, heatmap.npy/png, overlay.png, detections.csv, tumor.geojson -> summary.json (last)
 
 Outputs are made in a staging folder `out_dir/.<slide name>.partial/` and swapped in whole as
-`out_dir/<slide name>/` (slide_folder.py), so that folder always holds one run's complete outputs.
+`out_dir/<slide name>/` (slide_folder.py), so that folder always holds one run's complete outputs. The
+slide's lock (outputs/locks.py) is held throughout, so two runs into one OUT never score the same slide
+at once: the second is refused with `SlideBusy`, naming the first. A failure is recorded in OUT (read by
+slides.csv) and leaves no staging folder, unless an OS error (a full disk) stopped a slide whose journal
+holds scores; an interruption (Ctrl-C, SIGTERM) keeps the journal too.
 While streaming, scores are journaled to the staging folder's tiles.csv.part, so that `resume=True`
 continues an interrupted slide without rescoring, and skips a slide whose complete outputs were made
 with the same model and settings from the same slide file (fwrd.slide.identity: a slide replaced under
@@ -22,8 +26,11 @@ the mode and the region geometry, and the resume keys differ from per-tile scori
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fwrd.atomic import remove_stale_temps
-from fwrd.errors import FwrdError, ModelError
+from fwrd.errors import FwrdError, ModelError, SlideError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers, RegionWorkers
 from fwrd.runtime.infer import StreamTimes, run_region_stream, run_stream
@@ -41,11 +48,16 @@ from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
 from fwrd.runtime.outputs.heatmap import ScoreGrid
+from fwrd.runtime.outputs.locks import slide_lock
 from fwrd.runtime.outputs.overlay import TissueMask, demo_stamp, save_overlay
 from fwrd.runtime.outputs.slide_folder import (
+    check_replaceable,
+    clear_failure,
     discard_staging,
+    fail_slide,
     fresh_staging,
     open_staging,
+    output_name,
     staging_dir,
     swap_in,
 )
@@ -64,8 +76,8 @@ from fwrd.runtime.outputs.tiles import (
 )
 from fwrd.runtime.plan import SlidePlan, plan_slide
 from fwrd.runtime.regions import RegionPlan, default_margin, plan_regions
-from fwrd.runtime.settings import RunSettings
-from fwrd.slide.discover import slide_name
+from fwrd.runtime.settings import RunSettings, usable_cpus
+from fwrd.safe_text import for_terminal
 from fwrd.slide.identity import identify
 from fwrd.slide.reader import Slide, open_slide
 from fwrd.slide.thumbnail import thumbnail as slide_thumbnail
@@ -81,7 +93,7 @@ class SlideResult:
 
     name: str
     path: Path
-    status: str  # "ok" | "skipped" (complete outputs already there) | "failed"
+    status: str  # "ok" | "skipped" (complete outputs already there) | "failed" | "busy" (another process has it)
     score: float | None = None
     error: str = ""
     out_dir: Path | None = None
@@ -92,12 +104,49 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     """Score the slide at `slide_path` with `backend` into `out_dir/<slide name>/`.
 
     Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; a failed slide
-    leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs).
+    leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs) and its error
+    in `out_dir/.<slide name>.failed.json`. Raises SlideBusy (recording nothing) while another process
+    scores the same slide into `out_dir`, and FwrdError before touching anything when the slide's name
+    cannot name a folder (slide_folder.output_name).
     """
-    began = time.perf_counter()
     slide_path, out_dir = Path(slide_path), Path(out_dir)
+    name = output_name(slide_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with slide_lock(out_dir, name):
+        try:
+            return _score_locked(slide_path, name, backend, out_dir, settings)
+        except Exception as exc:  # recorded under the lock, so a later run's success is never overwritten
+            with suppress(OSError):  # a full disk: the caller's slides.csv update says so
+                fail_slide(out_dir, name, slide_path, error_line(exc), keep_journal=isinstance(exc, OSError))
+            raise
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line slides.csv and the terminal show for a slide's failure."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+    if not isinstance(exc, (FwrdError, OSError)):  # a bug or an unexpected library error: say which
+        text = f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+    return text or exc.__class__.__name__
+
+
+def check_slide_file(path: Path) -> None:
+    """SlideError for a FIFO, a socket or a device: opening one would block forever or read a stream."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: open_slide says so in its own words
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SlideError(f"{for_terminal(str(path))}: not a regular file (a FIFO, socket or device); slides must be "
+                         "files")
+
+
+def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
+    began = time.perf_counter()
+    check_slide_file(slide_path)
+    check_replaceable(out_dir, name)
     settings = dense_settings(settings, backend)
-    name = slide_name(slide_path)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
     final = out_dir / name
@@ -235,6 +284,7 @@ def _already_done(out_dir: Path, name: str, run_key: str, identity: str) -> dict
     done = complete_summary(final, run_key, identity)
     if done is not None:
         discard_staging(out_dir, name)  # an older failure record or journal is moot now
+        clear_failure(out_dir, name)
         remove_stale_temps(final)
         return done
     staged = complete_summary(staging_dir(out_dir, name), run_key, identity)
@@ -299,13 +349,14 @@ def _stream(
         disable=not settings.progress, dynamic_ncols=True, leave=False, mininterval=0.5,
     )
     decode: DecodeWorkers | RegionWorkers
+    workers = min(settings.workers, usable_cpus())  # more threads than CPUs: only memory (a buffer pool each)
     if isinstance(todo, RegionPlan):
-        decode = RegionWorkers(todo, slide.path, workers=settings.workers, buffers=settings.buffers,
+        decode = RegionWorkers(todo, slide.path, workers=workers, buffers=settings.buffers,
                                prefer_direct=settings.prefer_direct)
     else:
         decode = DecodeWorkers(
-            todo, slide.path, batch_size=_batch_size(backend, settings), workers=settings.workers,
-            buffers=settings.buffer_count, prefer_direct=settings.prefer_direct,
+            todo, slide.path, batch_size=_batch_size(backend, settings), workers=workers,
+            buffers=settings.buffer_count(workers), prefer_direct=settings.prefer_direct,
         )
     try:
         with decode:

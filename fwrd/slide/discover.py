@@ -7,14 +7,20 @@ through `find_slides`, so they agree on what a folder holds and all refuse two s
 A DICOM slide is a series of `.dcm` instance files in a folder of its own (fwrd.slide.dicom): the folder
 is the slide and names it, whether the user names the folder, one of its instances, or the folder above
 it; label, overview and thumbnail instances are never slides of their own.
+A slide keeps the name the user gave it: a link `tumor_001.svs -> /archive/8f3a.svs` is scored as
+tumor_001. A FIFO, socket or device named as a slide is refused before anything opens it (opening a FIFO
+blocks until someone writes to it).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from fwrd.errors import DataError, InputNotFound
+from fwrd.safe_text import for_terminal
 from fwrd.slide.dicom import DICOM_SUFFIX, check_one_series, dicom_files, is_dicom_series
 
 # file types OpenSlide reads (a folder is searched for these; files named directly are taken as they are)
@@ -33,15 +39,20 @@ def find_slides(paths: Iterable[str | Path]) -> list[Path]:
     """Slides named directly plus those in named folders (not recursive, but a DICOM series folder
     inside a named folder is a slide), sorted by name.
 
-    Hidden files and Camelyon16 masks (`*_Mask.tif`) in a folder are skipped. InputNotFound for a path
-    that does not exist; DataError for a folder without slides, a folder of several DICOM series, or two
-    slides with the same name.
+    Hidden files and Camelyon16 masks (`*_Mask.tif`) in a folder are skipped. Paths are made absolute,
+    never resolved (a link keeps its own name); the same file given twice is taken once. InputNotFound for
+    a path that does not exist; DataError for a FIFO or device, a folder without slides, a folder of
+    several DICOM series, or two slides with the same name.
     """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise InputNotFound(f"{path}: no such file or folder")
+            raise InputNotFound(f"{for_terminal(str(path))}: no such file or folder")
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise DataError(f"{for_terminal(str(path))}: not a regular file (a FIFO, socket or device); "
+                            "slides must be files")
         if path.is_dir():
             inside = _folder_slides(path)
             if not inside:
@@ -52,12 +63,16 @@ def find_slides(paths: Iterable[str | Path]) -> list[Path]:
             found.append(path.parent)  # an instance stands for its series, whose folder is the slide
         else:
             found.append(path)
-    unique = sorted(dict.fromkeys(p.resolve() for p in found), key=lambda p: (slide_name(p), str(p)))
+    by_file: dict[str, Path] = {}
+    for p in sorted((Path(os.path.abspath(p)) for p in found), key=lambda p: (slide_name(p), str(p))):
+        by_file.setdefault(os.path.realpath(p), p)
+    unique = list(by_file.values())
     seen: dict[str, Path] = {}
     for p in unique:
         name = slide_name(p)
         if name in seen:
-            raise DataError(f"two slides are named {name!r} ({seen[name]} and {p}); outputs would collide")
+            raise DataError(f"two slides are named {for_terminal(name)!r} ({for_terminal(str(seen[name]))} and "
+                            f"{for_terminal(str(p))}); outputs would collide")
         seen[name] = p
         if p.is_dir():
             check_one_series(p)

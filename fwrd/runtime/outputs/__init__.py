@@ -11,4 +11,5 @@ and the folder-level bookkeeping around them.
     summary.py       summary.json, written last: with every other file, it marks complete outputs
     slide_folder.py  OUT/.<slide>.partial, where the outputs are made, swapped in whole as OUT/<slide>
     slides_table.py  OUT/slides.csv, rebuilt from the folder's complete slides and failures, under a lock
+    locks.py         OUT/.<slide>.lock: one process scores a slide at a time; killed runs' locks removed
 """

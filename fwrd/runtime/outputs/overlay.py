@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fwrd.atomic import atomic_path
-from fwrd.runtime.outputs.colormap import TUMOR_LUT, ScoreScale, overlay_colours
+from fwrd.runtime.outputs.colormap import ScoreScale, overlay_colours
 from fwrd.runtime.outputs.heatmap import CellGeometry
 from fwrd.runtime.outputs.legend import colour_key, draw_scale_bar, fmt, frame
 from fwrd.runtime.outputs.summary import slide_score

@@ -2,11 +2,14 @@
 
 The table is never written from one run's memory: `update_slides_table` lists every slide folder of
 OUT with complete outputs (summary.read_complete) plus every slide whose latest attempt failed (its
-failure record, slide_folder.write_failure; a failure wins over older complete outputs). Whatever ran
+failure record, slide_folder.fail_slide; a failure wins over older complete outputs). Whatever ran
 before (other shards, runs over other slides, a killed run), the table therefore tells the truth about
 the folder, and `fwrd-eval RUN_DIR` refuses one that does not (`check_slides_table`).
 
-Columns `slide,score,status,error`, sorted by slide; status `ok` or `failed` (error says why).
+Columns `slide,score,status,error`, sorted by slide; status `ok` or `failed` (error says why). Slide
+names and errors come from other people's files: a cell a spreadsheet would run as a formula (`=`, `+`,
+`-`, `@`, tab, CR) is written with a leading `'` (OWASP's rule, fwrd.safe_text.csv_cell), which every
+reader of the table in fwrd takes off again (`read_table`, fwrd-eval).
 
 Concurrent writers (shards of one cohort sharing OUT, a cluster driver) serialise on an exclusive
 `fcntl.flock` of `OUT/.slides.lock`: each holds it while it records failures, scans the folder and
@@ -28,18 +31,19 @@ import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fwrd.atomic import remove_stale_temps, write_text
+from fwrd.atomic import open_no_follow, remove_stale_temps, write_text
 from fwrd.errors import DataError
-from fwrd.runtime.outputs.slide_folder import is_scratch, read_failure, slide_name_of_staging, write_failure
+from fwrd.runtime.outputs.locks import TABLE_LOCK, SlideBusy, slide_lock
+from fwrd.runtime.outputs.slide_folder import fail_slide, read_failure, slide_name_of_failure
 from fwrd.runtime.outputs.summary import read_complete
+from fwrd.safe_text import csv_cell, from_csv_cell
 
 TABLE = "slides.csv"
-LOCK = ".slides.lock"
 HEADER = ["slide", "score", "status", "error"]
 
 
@@ -55,8 +59,8 @@ def complete_slides(out: Path) -> dict[str, dict[str, Any]]:
     """{slide name: summary} of every complete slide folder in `out` (staging folders never count)."""
     found: dict[str, dict[str, Any]] = {}
     for entry in sorted(os.scandir(out), key=lambda e: e.name):
-        if not entry.is_dir() or is_scratch(Path(entry.path)):
-            continue
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue  # scratch folders (no slide's name starts with "."), and never a link to elsewhere
         summary = read_complete(Path(entry.path))
         if summary is not None:
             found[entry.name] = summary
@@ -67,9 +71,9 @@ def failed_slides(out: Path) -> dict[str, str]:
     """{slide name: error} of the slides whose latest attempt failed."""
     found: dict[str, str] = {}
     for entry in sorted(os.scandir(out), key=lambda e: e.name):
-        name = slide_name_of_staging(Path(entry.path))
-        if name is not None and entry.is_dir():
-            record = read_failure(Path(entry.path))
+        name = slide_name_of_failure(Path(entry.path))
+        if name is not None:
+            record = read_failure(out, name)
             if record is not None:
                 found[name] = str(record.get("error", ""))
     return found
@@ -87,7 +91,7 @@ def render(rows: Iterable[TableRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(HEADER)
     for r in rows:
-        writer.writerow([r.slide, "" if r.score is None else f"{r.score:.9g}", r.status, r.error])
+        writer.writerow([csv_cell(r.slide), "" if r.score is None else f"{r.score:.9g}", r.status, csv_cell(r.error)])
     return buffer.getvalue()
 
 
@@ -100,17 +104,21 @@ def folder_lock(out: Path) -> Iterator[None]:
         warnings.warn(f"no file locking on this system: concurrent runs into {out} may race on {TABLE}")
         yield
         return
-    with open(Path(out) / LOCK, "a") as handle:
+    path = Path(out) / TABLE_LOCK
+    fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)  # a link planted there is refused, never followed
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
-            warnings.warn(f"cannot lock {handle.name} ({exc.strerror}); writing {TABLE} without a lock")
+            warnings.warn(f"cannot lock {path} ({exc.strerror}); writing {TABLE} without a lock")
             yield
             return
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def update_slides_table(out: Path, failures: Iterable[tuple[str, str | Path, str]] = ()) -> Path:
@@ -118,13 +126,16 @@ def update_slides_table(out: Path, failures: Iterable[tuple[str, str | Path, str
 
     The one place the table is written, for `fwrd-run` and any other driver of `score_slide`. Leaves
     the file untouched when it already says the same (a `--resume` with nothing to do writes nothing,
-    so it works on a full disk).
+    so it works on a full disk). `score_slide` records its own failures; `failures` are those it could
+    not record (a Ray actor that died scoring the slide), each written under the slide's lock and
+    skipped while another process scores that slide (its result is the one that counts).
     """
     out = Path(out)
     path = out / TABLE
     with folder_lock(out):
         for name, slide_path, error in failures:
-            write_failure(out, name, slide_path, error)
+            with suppress(SlideBusy), slide_lock(out, name):
+                fail_slide(out, name, slide_path, error)
         remove_stale_temps(out, [TABLE])
         text = render(table_rows(out))
         try:
@@ -136,6 +147,16 @@ def update_slides_table(out: Path, failures: Iterable[tuple[str, str | Path, str
     return path
 
 
+def read_table(path: Path) -> dict[str, dict[str, str]]:
+    """{slide: row} of a slides.csv, with the cells `render` neutralised read back as written."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+        return {from_csv_cell(r["slide"]): {**r, "slide": from_csv_cell(r["slide"]),
+                                            "error": from_csv_cell(r.get("error") or "")} for r in rows}
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
 def check_slides_table(out: Path) -> dict[str, dict[str, Any]]:
     """{slide: summary} of the complete slides of a run folder, after checking that slides.csv agrees
     with the folder and that every slide was scored with the same model and settings (run_key).
@@ -145,10 +166,7 @@ def check_slides_table(out: Path) -> dict[str, dict[str, Any]]:
     """
     out = Path(out)
     path = out / TABLE
-    try:
-        table = {r["slide"]: r for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))}
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    table = read_table(path)
     expected = {r.slide: r for r in table_rows(out)}
     fix = f"`fwrd-run ... --out {out} --resume` rewrites it from the slide folders"
     for name, row in expected.items():

@@ -13,7 +13,9 @@ demo recipe) on this project's CPU: batches of 8 and 16, and 1 or 3 workers at b
 identical scores; scoring every tile in a batch of 1 changed 120 of 300 tiles by up to 2.4e-7
 (relative 2e-7). The tests' stand-in model is batch-independent: there the files are byte-identical.
 The journal's key also covers the slide file (fwrd.slide.identity), so a replaced slide never
-continues another file's journal.
+continues another file's journal. The journal is opened without following links (fwrd.atomic.open_no_follow):
+a link planted at its name in a staging folder is not a journal fwrd wrote, so `read_journal` ignores it
+and `TileJournal` replaces the link itself, never the file it points to.
 
 Scores are written with 9 significant digits, which round-trips float32 exactly.
 """
@@ -27,7 +29,8 @@ from typing import IO
 
 import numpy as np
 
-from fwrd.atomic import atomic_open, naming
+from fwrd.atomic import atomic_open, naming, open_no_follow
+from fwrd.errors import FwrdError
 from fwrd.runtime.outputs.heatmap import ScoreGrid
 
 HEADER = "x,y,score"
@@ -52,10 +55,13 @@ class TileJournal:
         self.path = Path(path)
         self._handle: IO[str] | None = None
         try:
-            if continue_existing and self.path.exists():
-                self._handle = open(self.path, "a", encoding="utf-8", newline="")
+            if continue_existing:
+                fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND)
+                self._handle = open(fd, "a", encoding="utf-8", newline="")
             else:
-                self._handle = open(self.path, "w", encoding="utf-8", newline="")
+                self.path.unlink(missing_ok=True)  # an old journal, or a link: the link itself, never its target
+                fd = open_no_follow(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                self._handle = open(fd, "w", encoding="utf-8", newline="")
                 self._handle.write(f"#key={key}\n{HEADER}\n")
                 self._handle.flush()
         except OSError as exc:  # a full disk: say which file
@@ -80,21 +86,23 @@ class TileJournal:
 
     def discard(self) -> None:
         self.close()
-        if self.path.exists():
-            self.path.unlink()
+        self.path.unlink(missing_ok=True)
 
 
 def read_journal(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(coords int64 (N, 2), scores float32 (N,)) of a journal written under `key`; None if there is
     none or it belongs to another model/settings. A torn last line is cut off the file."""
     path = Path(path)
-    if not path.exists():
+    try:
+        fd = open_no_follow(path, os.O_RDWR)
+    except FileNotFoundError:
         return None
-    with open(path, "rb") as handle:
+    except FwrdError:
+        return None  # a link or a FIFO at the journal's name: not a journal fwrd wrote (TileJournal replaces it)
+    with open(fd, "r+b") as handle:
         data = handle.read()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with open(path, "r+b") as handle:
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
             handle.truncate(len(complete))
     lines = complete.decode("utf-8", errors="replace").splitlines()
     if len(lines) < 2 or lines[0] != f"#key={key}" or lines[1] != HEADER:
