@@ -66,5 +66,5 @@ def standin_dense(tmp_path_factory):
 
 # --- a trained model and its exports (tests/model_fixtures.py) --------------------------------------
 from model_fixtures import (  # noqa: E402,F401
-    demo_patches, exported_fp16, exported_fp32, exported_int8, exported_int8_trt, trained,
+    exported_fp16, exported_fp32, exported_int8, exported_int8_trt, trained,
 )
