@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
+from fwrd.config import QCThresholds
 from fwrd.errors import FwrdError
 from fwrd.slide.grid import DEFAULT_MIN_TISSUE
 
@@ -36,6 +37,8 @@ class RunSettings:
             default, see fwrd.runtime.regions.default_side).
         margin: dense only: context kept around every tile window, level pixels, a multiple of 32
             (None: fwrd.runtime.regions.default_margin).
+        qc: find artifacts (pen, dirt, bubbles, folds, blur: fwrd.slide.qc) and keep them out of the calls.
+        qc_thresholds: the thresholds QC applies (None until `qc_settings` fills in the model's own).
     """
 
     batch_size: int = 16
@@ -52,6 +55,8 @@ class RunSettings:
     dense: bool = False
     region: int | None = None
     margin: int | None = None
+    qc: bool = True
+    qc_thresholds: QCThresholds | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "workers"):
@@ -87,6 +92,8 @@ class RunSettings:
         fields = {"model": model_sha256, "stride": self.stride, "mpp": self.mpp, "min_tissue": self.min_tissue}
         if self.dense:  # other scores than tile passes (and, within a tolerance, per region geometry)
             fields["dense"] = {"region": self.region, "margin": self.margin}
+        if self.qc:  # the journal holds QC features, and the calls depend on the thresholds
+            fields["qc"] = self.qc_thresholds.to_dict() if self.qc_thresholds is not None else "model"
         if slide:
             fields["slide"] = slide
         return _digest(fields)
@@ -98,7 +105,9 @@ class RunSettings:
         return _digest(fields)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["qc_thresholds"] = None if self.qc_thresholds is None else self.qc_thresholds.to_dict()
+        return data
 
 
 def _digest(fields: dict) -> str:

@@ -61,9 +61,11 @@ def colour_key(
 ) -> Image.Image:
     """The key: `caption`, then a horizontal colour bar (`bar`: uint8 [n, 3], the colour of each
     position from scale.lo to scale.hi) with the threshold marked above it and ticks below it, then
-    small swatches with their meaning. Depends on the scale only, so it is identical on every slide."""
+    small swatches with their meaning, wrapped onto as many lines as they need. Depends on the scale and
+    the swatches only, so it is identical on every slide that shows the same entries."""
     face = font(13)
-    height = BAR_TOP + BAR_HEIGHT + 22 + (24 if swatches else 0) + 6
+    lines = swatch_lines(swatches, face)
+    height = BAR_TOP + BAR_HEIGHT + 22 + 24 * len(lines) + 6
     key = Image.new("RGB", (MIN_WIDTH, height), PAPER)
     draw = ImageDraw.Draw(key)
     draw.text((MARGIN, 2), caption, fill=INK, font=font(14))
@@ -80,12 +82,28 @@ def colour_key(
     for text, (x, y, _, _) in key_labels(scale, draw):
         draw.text((x, y), text, fill=INK, font=face)
 
-    x, y = MARGIN, y0 + BAR_HEIGHT + 26
-    for swatch, meaning in swatches:
-        key.paste(swatch, (x, y))
-        draw.text((x + swatch.width + 6, y + 1), meaning, fill=INK, font=face)
-        x += swatch.width + 6 + text_width(draw, meaning, face) + 18
+    for row, line in enumerate(lines):
+        x, y = MARGIN, y0 + BAR_HEIGHT + 26 + 24 * row
+        for swatch, meaning in line:
+            key.paste(swatch, (x, y))
+            draw.text((x + swatch.width + 6, y + 1), meaning, fill=INK, font=face)
+            x += swatch.width + 6 + text_width(draw, meaning, face) + 18
     return key
+
+
+def swatch_lines(swatches: Sequence[tuple[Image.Image, str]], face) -> list[list[tuple[Image.Image, str]]]:
+    """The key's swatches split into lines that fit MIN_WIDTH."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines: list[list[tuple[Image.Image, str]]] = []
+    x = MIN_WIDTH
+    for swatch, meaning in swatches:
+        width = swatch.width + 6 + text_width(draw, meaning, face) + 18
+        if x + width > MIN_WIDTH - MARGIN and (not lines or lines[-1]):
+            lines.append([])
+            x = MARGIN
+        lines[-1].append((swatch, meaning))
+        x += width
+    return lines
 
 
 def bar_x(scale: ScoreScale, value: float) -> int:

@@ -31,6 +31,8 @@ MIN_SIDE = 768  # a thumbnail smaller than this is enlarged (at most 4x) before 
 OUTLINE = (0, 70, 255)  # tumor region outlines: blue, apart from both the ramp and H&E
 OUTLINE_WIDTH = 2
 TISSUE = (236, 200, 222)  # a typical eosin pink, to show in the key how the colours look on tissue
+EXCLUDED = (0, 150, 170)  # tiles QC kept out of the calls: teal, apart from the ramp, the outline and H&E
+EXCLUDED_ALPHA = 0.55
 
 
 def cell_values(shape: tuple[int, int], values: np.ndarray, geometry: CellGeometry) -> np.ndarray:
@@ -58,6 +60,16 @@ def blend_heatmap(thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry,
     return out
 
 
+def blend_excluded(picture: np.ndarray, excluded: np.ndarray, geometry: CellGeometry) -> np.ndarray:
+    """uint8 [h, w, 3]: `picture` with the squares of excluded cells tinted EXCLUDED."""
+    cells = cell_values(picture.shape[:2], excluded.astype(np.float32), geometry)
+    hit = np.nan_to_num(cells, nan=0.0) > 0.5
+    out = np.array(picture, copy=True)
+    out[hit] = np.round((1 - EXCLUDED_ALPHA) * out[hit].astype(np.float64)
+                        + EXCLUDED_ALPHA * np.array(EXCLUDED)).astype(np.uint8)
+    return out
+
+
 def draw_outlines(image: Image.Image, features: Sequence[dict[str, Any]], geometry: CellGeometry) -> None:
     """Every ring (exterior and holes) of the GeoJSON `features` (level-0 coordinates) on `image`."""
     draw = ImageDraw.Draw(image)
@@ -68,8 +80,9 @@ def draw_outlines(image: Image.Image, features: Sequence[dict[str, Any]], geomet
             draw.line(points, fill=OUTLINE, width=OUTLINE_WIDTH, joint="curve")
 
 
-def overlay_key(scale: ScoreScale) -> Image.Image:
-    """The overlay's key: the ramp as it looks on tissue, uncoloured below the threshold."""
+def overlay_key(scale: ScoreScale, extra: Sequence[tuple[Image.Image, str]] = ()) -> Image.Image:
+    """The overlay's key: the ramp as it looks on tissue, uncoloured below the threshold; `extra` entries
+    (swatch, meaning) follow the standard ones."""
     positions = scale.lo + (scale.hi - scale.lo) * np.linspace(0.0, 1.0, 512)
     rgb, alpha = overlay_colours(positions, scale)
     bar = np.round((1 - alpha[:, None]) * np.array(TISSUE) + alpha[:, None] * rgb).astype(np.uint8)
@@ -77,8 +90,16 @@ def overlay_key(scale: ScoreScale) -> Image.Image:
     ImageDraw.Draw(tissue).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
     outline = Image.new("RGB", (22, 14), (255, 255, 255))
     ImageDraw.Draw(outline).rectangle([1, 1, 20, 12], outline=OUTLINE, width=OUTLINE_WIDTH)
-    return colour_key(scale, bar, "tile score (same scale for every slide of this model)",
-                      [(tissue, "below threshold: H&E as scanned"), (outline, "tumor region (tumor.geojson)")])
+    entries = [(tissue, "below threshold: H&E as scanned"), (outline, "tumor region (tumor.geojson)"), *extra]
+    return colour_key(scale, bar, "tile score (same scale for every slide of this model)", entries)
+
+
+def excluded_swatch() -> tuple[Image.Image, str]:
+    """The key entry of tiles QC excluded: EXCLUDED blended over tissue, as the overlay shows them."""
+    colour = tuple(round((1 - EXCLUDED_ALPHA) * t + EXCLUDED_ALPHA * e) for t, e in zip(TISSUE, EXCLUDED))
+    swatch = Image.new("RGB", (22, 14), colour)
+    ImageDraw.Draw(swatch).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
+    return swatch, "artifact (QC): not scored"
 
 
 def result_line(values: np.ndarray, scale: ScoreScale, regions: int) -> str:
@@ -91,24 +112,33 @@ def result_line(values: np.ndarray, scale: ScoreScale, regions: int) -> str:
 
 def render_overlay(
     thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *, title: str,
-    features: Sequence[dict[str, Any]] = (), mpp: float | None = None,
+    features: Sequence[dict[str, Any]] = (), mpp: float | None = None, excluded: np.ndarray | None = None,
 ) -> Image.Image:
     picture = Image.fromarray(np.ascontiguousarray(thumb[..., :3]))
     long_side = max(picture.size)
     if long_side < MIN_SIDE:
         factor = min(4, math.ceil(MIN_SIDE / long_side))
         picture = picture.resize((picture.width * factor, picture.height * factor), Image.BILINEAR)
-    picture = Image.fromarray(blend_heatmap(np.asarray(picture), values, geometry, scale))
+    pixels = blend_heatmap(np.asarray(picture), values, geometry, scale)
+    extra = []
+    dropped = 0 if excluded is None else int(np.count_nonzero(excluded))
+    if dropped:
+        pixels = blend_excluded(pixels, excluded, geometry)
+        extra.append(excluded_swatch())
+    picture = Image.fromarray(pixels)
     draw_outlines(picture, features, geometry)
     draw_scale_bar(picture, None if mpp is None else mpp * geometry.width / picture.width)
-    subtitle = result_line(values, scale, len(features)) + ("" if mpp else " | no resolution recorded: no scale bar")
-    return frame(picture, title, subtitle, overlay_key(scale))
+    subtitle = (result_line(values, scale, len(features)) + (f" | {dropped} tiles excluded by QC" if dropped else "")
+                + ("" if mpp else " | no resolution recorded: no scale bar"))
+    return frame(picture, title, subtitle, overlay_key(scale, extra))
 
 
 def save_overlay(
     path: str | Path, thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *,
     title: str, features: Sequence[dict[str, Any]] = (), mpp: float | None = None,
+    excluded: np.ndarray | None = None,
 ) -> None:
-    image = render_overlay(thumb, values, geometry, scale, title=title, features=features, mpp=mpp)
+    image = render_overlay(thumb, values, geometry, scale, title=title, features=features, mpp=mpp,
+                           excluded=excluded)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
