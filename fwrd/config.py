@@ -43,12 +43,12 @@ class QCThresholds:
 
     ink_saturation: float = 0.25
     hne_hue: tuple[float, float] = (235.0, 30.0)
-    pen_fraction: float = 0.05
+    pen_fraction: float = 0.1
     dirt_fraction: float = 0.003
     bubble_fraction: float = 0.03
     fold_darkness: float = 1.5
-    fold_saturation: float = 0.08
-    fold_spread: float = 1.0
+    fold_saturation: float = 0.12
+    fold_spread: float = 1.2
     blur_ratio: float = 0.15
     review_share: float = 0.25
     review_touching: float = 0.5

@@ -77,7 +77,7 @@ def white_balance(rgb: np.ndarray, glass: Sequence[float]) -> np.ndarray:
 def hue_degrees(rgb: np.ndarray) -> np.ndarray:
     """HSV hue in degrees [0, 360) of float RGB (0 where the pixel is grey)."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     span = np.where(mx > mn, mx - mn, 1.0)
     hue = np.where(mx == r, ((g - b) / span) % 6.0, np.where(mx == g, (b - r) / span + 2.0, (r - g) / span + 4.0))
     return np.where(mx > mn, hue * 60.0, 0.0)
@@ -113,16 +113,17 @@ class PixelMaps:
 def pixel_maps(window: np.ndarray, glass: Sequence[float], thresholds: QCThresholds) -> PixelMaps:
     """The per-pixel maps of a uint8 RGB window [h, w, 3]."""
     rgb = white_balance(window[..., :3], glass)
-    mx, mn = rgb.max(axis=2), rgb.min(axis=2)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]  # channel by channel: reductions over a last axis of 3 are slow
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     saturation = (mx - mn) / np.maximum(mx, 1.0)
-    od = np.log10(255.0 / np.maximum(rgb, 1.0)).sum(axis=2)
+    od = _od(r) + _od(g) + _od(b)
     coloured = saturation >= thresholds.ink_saturation
     ink = np.zeros(mx.shape, bool)
     if coloured.any():
         ink[coloured] = outside_hue_range(hue_degrees(rgb[coloured]), thresholds.hne_hue)
     dark = (mx <= DARK_MAX) & (saturation < DARK_SATURATION)
     grey = (saturation < GREY_SATURATION) & (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
-    grey_level = rgb.mean(axis=2)
+    grey_level = (r + g + b) / 3.0
     laplace = ndimage.laplace(grey_level, mode="nearest")
     sharpness = ndimage.uniform_filter(laplace * laplace, size=SHARPNESS_WINDOW, mode="nearest")
     return PixelMaps(
@@ -131,10 +132,15 @@ def pixel_maps(window: np.ndarray, glass: Sequence[float], thresholds: QCThresho
     )
 
 
+def _od(channel: np.ndarray) -> np.ndarray:
+    """Optical density of one white-balanced channel."""
+    return np.log10(255.0 / np.maximum(channel, 1.0))
+
+
 def _box_sums(mask: np.ndarray, offsets: np.ndarray, tile: int) -> np.ndarray:
     """Sum of `mask` over each tile [y, y + tile) x [x, x + tile) at `offsets` (x, y), by a summed-area table."""
-    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
-    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
+    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int32)
+    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
     x, y = offsets[:, 0], offsets[:, 1]
     return table[y + tile, x + tile] - table[y, x + tile] - table[y + tile, x] + table[y, x]
 
@@ -147,6 +153,10 @@ def tile_features(
     out = np.full((len(offsets), len(FEATURES)), np.nan, np.float32)
     if len(offsets) == 0:
         return out
+    x0, y0 = offsets.min(axis=0)  # only the part of the window the tiles cover
+    x1, y1 = offsets.max(axis=0) + tile
+    window = window[y0:y1, x0:x1]
+    offsets = offsets - (x0, y0)
     maps = pixel_maps(window, glass, thresholds)
     area = float(tile * tile)
     for column, mask in enumerate((maps.ink, maps.dark, maps.grey, maps.tissue)):

@@ -146,3 +146,17 @@ def tint_glass(rgb: np.ndarray, tint: Sequence[float] = (0.93, 0.985, 1.0)) -> N
     """A colour cast over the whole image: every channel's transmission times `tint` (glass and tissue alike)."""
     cast = rgb.astype(np.float32) * np.asarray(tint, np.float32)
     rgb[...] = np.clip(np.rint(cast), 0, 255).astype(np.uint8)
+
+
+def paint_test_card(rgb: np.ndarray, rng: np.random.Generator, pen_width: int = 48) -> dict[str, np.ndarray]:
+    """Every artifact once, at places given as fractions of the image (so any size works): a blue pen line, a
+    green pen circle, an out-of-focus square, a fold, an air bubble and dirt specks. Returns {kind: mask}
+    with the kinds of fwrd.slide.qc (both pens under `pen`)."""
+    h, w = rgb.shape[:2]
+    pen = pen_line(rgb, [(0.08 * w, 0.16 * h), (0.5 * w, 0.22 * h), (0.92 * w, 0.18 * h)], BLUE_INK, width=pen_width)
+    pen |= pen_circle(rgb, (0.28 * w, 0.72 * h), 0.13 * min(w, h), GREEN_INK, width=pen_width)
+    blur = out_of_focus(rgb, (int(0.56 * w), int(0.56 * h), int(0.78 * w), int(0.78 * h)), sigma=5.0)
+    folded = fold(rgb, (int(0.2 * w), int(0.33 * h), int(0.46 * w), int(0.5 * h)))
+    bubbled = bubble(rgb, (0.74 * w, 0.4 * h), 0.08 * min(w, h))
+    dirty = dirt(rgb, (int(0.52 * w), int(0.82 * h), int(0.8 * w), int(0.95 * h)), rng, count=40)
+    return {"pen": pen, "blur": blur, "fold": folded, "bubble": bubbled, "dirt": dirty}
