@@ -166,3 +166,14 @@ def test_review_shows_in_slides_csv_and_the_console(pen_slide, standin_model, tm
     with pytest.raises(click.ClickException, match="--review include"):
         evaluate.main(["slides", "--scores", str(out / "slides.csv"), "--reference", str(reference),
                        "--out", str(tmp_path / "eval")], standalone_mode=False)
+
+
+def test_patches_skip_what_qc_flags_and_say_so(pen_slide, tmp_path):
+    from fwrd.training.patches import extract_patches
+
+    path, _ = pen_slide
+    off = extract_patches([path], tmp_path / "off", annotations_dir=None, n_normal=40, n_tumor=0, tile=TILE, qc=None)
+    on = extract_patches([path], tmp_path / "on", annotations_dir=None, n_normal=40, n_tumor=0, tile=TILE)
+    assert on.skipped.get("pen", 0) > 0 and on.counts["normal"] == off.counts["normal"] - sum(on.skipped.values())
+    assert any("QC flagged" in w for w in on.warnings)
+    assert json.loads((tmp_path / "on" / "patches.json").read_text())["qc_skipped"] == on.skipped
