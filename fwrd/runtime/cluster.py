@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from fwrd.atomic import write_text
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound
-from fwrd.runtime.cohort import _cohort_line, prepare_output, score_or_fail
+from fwrd.runtime.cohort import _cohort_line, prepare_output, score_or_fail, status_counts
 from fwrd.runtime.outputs.slides_table import TABLE, update_slides_table
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, dense_threshold_note
@@ -364,8 +364,7 @@ class _Driver:
         finally:
             bar.close()
             self._stop(collect=False)
-        failed = sum(r.status == "failed" for r in self.results.values())
-        self.log(f"cohort: {len(self.results)} slides, {len(self.results) - failed} ok, {failed} failed; "
+        self.log(f"cohort: {len(self.results)} slides, {status_counts(list(self.results.values()))}; "
                  f"{self.out / TABLE}")
 
     def _stop(self, collect: bool) -> None:
@@ -446,7 +445,7 @@ class _Driver:
 
     def _record(self, task: _Task, result: SlideResult, bar: tqdm | None) -> None:
         self.results[task.index] = result
-        self.tiles += int(result.summary.get("tiles_this_run") or 0) if result.status == "ok" else 0
+        self.tiles += int(result.summary.get("tiles_this_run") or 0) if result.status in ("ok", "review") else 0
         if bar is not None:
             bar.update(1)
         self.log(_cohort_line(len(self.results), len(self.slides), result))

@@ -107,8 +107,7 @@ def score_cohort(
             raise FwrdError(f"{first}cannot update the slides table: {_one_line(exc)}") from None
     if not slides:
         table = update_slides_table(out)
-    failed = sum(r.status == "failed" for r in results)
-    log(f"cohort: {len(results)} slides, {len(results) - failed} ok, {failed} failed; {table}")
+    log(f"cohort: {len(results)} slides, {status_counts(results)}; {table}")
     return results
 
 
@@ -123,11 +122,27 @@ def score_or_fail(path: Path, backend: Backend, out: Path, settings: RunSettings
         return SlideResult(slide_name(path), path, "failed", None, f"{exc.__class__.__name__}: {_one_line(exc)}")
 
 
+def status_counts(results: list[SlideResult]) -> str:
+    """`2 ok, 1 review, 0 failed` (skipped slides count as what their outputs say)."""
+    review = sum(slide_verdict(r) == "review" for r in results)
+    failed = sum(r.status == "failed" for r in results)
+    return f"{len(results) - review - failed} ok, {review} review, {failed} failed"
+
+
+def slide_verdict(result: SlideResult) -> str:
+    """ok, review or failed, whether the slide was scored now or its complete outputs were kept."""
+    if result.status == "skipped":
+        return str(result.summary.get("status") or "ok")
+    return result.status
+
+
 def _cohort_line(number: int, total: int, r: SlideResult) -> str:
     """The slide's line, then one `warning:` line per warning its summary records (--mpp over metadata)."""
     head = f"[{number}/{total}] {r.name}:"
     if r.status == "failed":
         return f"{head} FAILED: {r.error}"
+    if slide_verdict(r) == "review":
+        head = f"{head} REVIEW ({r.error}):"
     notes = "".join(f"\nwarning: {r.name}: {w}" for w in r.summary.get("warnings") or ())
     return _result_line(head, r) + notes
 
