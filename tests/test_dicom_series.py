@@ -41,7 +41,7 @@ def test_a_series_is_one_slide_named_after_its_folder(dicom_cohort):
         assert slide.name == "case.17" and slide.vendor == "dicom"
         assert slide.level_count == 2 and slide.dimensions == (2048, 2048) and slide.mpp == pytest.approx(0.243)
     identity = slide_identity(series)
-    assert identity.startswith("v1-series:") and identity == slide_identity(series)
+    assert identity.startswith("v2-series:") and identity == slide_identity(series)
 
 
 def test_two_series_in_one_folder_are_refused(dicom_cohort, tmp_path):

@@ -65,11 +65,11 @@ class _FailingReader:
         self.fail_after = fail_after
         self.closed = False
 
-    def read(self, x, y, size):
+    def read(self, x, y, size, height=None):
         self.calls += 1
         if self.calls > self.fail_after:
             raise SlideError("slide.svs: corrupt JPEG tile 7")
-        return self.inner.read(x, y, size)
+        return self.inner.read(x, y, size, height)
 
     def close(self):
         self.closed = True

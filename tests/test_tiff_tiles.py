@@ -109,8 +109,9 @@ def test_errors(tmp_path, synthetic_tif):
         offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
     data[offset : offset + count] = b"\x00" * count
     broken.write_bytes(bytes(data))
-    reader = DirectTiffTileReader.open(broken, (1000, 776), 1.0)
-    with pytest.raises(SlideError, match="corrupt JPEG tile 0"):
+    reader = open_tile_reader(broken, 0)
+    assert isinstance(reader, DirectTiffTileReader)
+    with pytest.raises(SlideError, match=r"corrupt JPEG tile 0 \(column 0, row 0\) of the 1000x776 level: no JPEG"):
         reader.read(0, 0, 128)
     reader.close()
 
@@ -151,7 +152,7 @@ def test_shared_jpeg_tables(tmp_path, photometric, jpeg_space):
     path = tmp_path / "tables.tif"
     tifffile.imwrite(path, iter(tiles), shape=(200, 300, 3), dtype=np.uint8, tile=(64, 64), photometric=photometric,
                      compression="jpeg", extratags=[(347, 7, len(tables), tables, True)], metadata=None)
-    assert find_jpeg_page(path, (300, 200))["tables"] == tables
+    assert find_jpeg_page(path, (300, 200)).jpeg_tables == tables
     with open_tile_reader(path, 0) as direct, open_tile_reader(path, 0, prefer_direct=False) as general:
         assert direct.kind == "tifffile"
         for x, y, size in [(0, 0, 64), (10, 20, 100), (250, 150, 64)]:

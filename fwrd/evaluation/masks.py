@@ -36,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fwrd.errors import DataError, InputNotFound
+from fwrd.errors import DataError, InputNotFound, SlideError
+from fwrd.slide.tiff_level import check_level_size
 
 EVALUATION_LEVEL = 5
 MASK_SUFFIXES = ("_mask.tif", "_mask.tiff")
-MAX_READ_PIXELS = 1 << 30  # refuse to decode a finer level bigger than this to subsample it
+MAX_LEVEL_PIXELS = 1 << 27  # refuse a stored evaluation level bigger than this (Camelyon16's largest: ~0.04 G)
+MAX_READ_PIXELS = 1 << 28  # refuse to decode a finer level bigger than this to subsample it (uint8: 268 MB)
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,15 @@ def _read_level(tif, path: Path, level: int) -> tuple[np.ndarray, tuple[int, int
     if not levels:
         raise DataError(f"{path}: the TIFF holds no 2-D image")
     (h0, w0), _ = levels[0]
+    try:
+        check_level_size(path, w0, h0, "the mask's level 0")
+    except SlideError as exc:
+        raise DataError(str(exc)) from None
     for (h, w), item in levels:
         if _power_of_two(w0, w) == level == _power_of_two(h0, h):
+            if h * w > MAX_LEVEL_PIXELS:  # the file's claim, checked before decoding it
+                raise DataError(f"{path}: the mask's level {level} claims {w}x{h} px; refusing more than "
+                                f"{MAX_LEVEL_PIXELS / 1e6:.0f} M px (a damaged or hostile file)")
             return _as_plane(item.asarray()), (w0, h0), True
     finer = [
         ((h, w), item, k)

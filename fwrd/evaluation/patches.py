@@ -23,6 +23,7 @@ import numpy as np
 
 from fwrd.errors import DataError, InputNotFound
 from fwrd.evaluation.roc import roc_auc, roc_curve
+from fwrd.slide.patch_image import read_patch_rgb
 
 if TYPE_CHECKING:
     from fwrd.runtime.backends.base import Backend
@@ -139,23 +140,11 @@ def list_patches(folder: str | Path) -> tuple[list[Path], np.ndarray]:
 
 
 def _batches(paths: list[Path], tile_size: int, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    from PIL import Image, UnidentifiedImageError
-
     buffer = np.empty((batch_size, tile_size, tile_size, 3), dtype=np.uint8)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         for i, path in enumerate(chunk):
-            try:
-                with Image.open(path) as image:
-                    rgb = np.asarray(image.convert("RGB"))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{path}: not a readable image ({exc})") from None
-            if rgb.shape[:2] != (tile_size, tile_size):
-                raise DataError(
-                    f"{path}: patch is {rgb.shape[1]}x{rgb.shape[0]} "
-                    f"but the model takes {tile_size}x{tile_size}"
-                )
-            buffer[i] = rgb
+            buffer[i] = read_patch_rgb(path, tile_size, "the model takes")  # size checked before decoding
         yield start, buffer[: len(chunk)]
 
 

@@ -232,7 +232,10 @@ class DecodeWorkers(_Workers):
         start, end = int(plan.unit_starts[unit]), int(plan.unit_starts[unit + 1])
         x0, y0 = (int(v) for v in plan.unit_origins[unit])
         began = time.perf_counter()
-        window = reader.read(x0, y0, int(plan.unit_sides[unit]))
+        # only the bounding box of the unit's tiles: no tile the grid does not score is decoded or judged
+        # (a reader refuses damaged or missing file tiles a read touches)
+        width, height = (int(v) + source for v in plan.offsets[start:end].max(axis=0))
+        window = reader.read(x0, y0, width, height)
         features = None
         if self.qc is not None:
             mark = time.perf_counter()

@@ -94,10 +94,10 @@ class RunSettings:
         return self.buffers or 2 * self.workers + 2
 
     def score_key(self, model_sha256: str, slide: str = "") -> str:
-        """Identifies what the tile scores depend on (model, grid, resolution and the slide file, see
-        fwrd.slide.identity): the resume journal's key."""
+        """Identifies what the tile scores depend on (model, grid, resolution and how it is read, the reader
+        that decodes the pixels and the slide file, see fwrd.slide.identity): the resume journal's key."""
         fields = {"model": model_sha256, "stride": self.stride, "mpp": self.mpp, "min_tissue": self.min_tissue,
-                  "reading": READING_RULES}
+                  "reading": READING_RULES, "reader": "auto" if self.prefer_direct else "openslide"}
         if self.dense:  # other scores than tile passes (and, within a tolerance, per region geometry)
             fields["dense"] = {"region": self.region, "margin": self.margin}
         if self.qc:  # the journal holds QC features (made by FEATURE_RULES), and the calls depend on the thresholds

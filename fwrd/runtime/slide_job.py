@@ -56,6 +56,7 @@ from fwrd.runtime.outputs.slide_folder import (
 )
 from fwrd.runtime.outputs.summary import (
     complete_summary,
+    read_summary,
     slide_score,
     versions,
     write_summary,
@@ -71,11 +72,13 @@ from fwrd.runtime.qc_gate import QCStore, SlideGate, gate_off, gate_slide
 from fwrd.runtime.regions import RegionPlan, default_margin, plan_regions
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.discover import slide_name
-from fwrd.slide.identity import slide_identity
+from fwrd.slide.identity import identify
 from fwrd.slide.qc import kind_names
 from fwrd.slide.qc_features import FEATURES
 from fwrd.slide.reader import Slide, open_slide
 from fwrd.slide.thumbnail import thumbnail as slide_thumbnail
+from fwrd.slide.tiff_level import refuse_missing_by_tissue
+from fwrd.slide.tile_reader import tiff_level_of
 
 THUMBNAIL_SIDE = 1024  # overlay.png long side at most (PNG encoding time grows with it)
 
@@ -105,8 +108,9 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     name = slide_name(slide_path)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
-    identity = slide_identity(slide_path) if slide_path.exists() else ""  # else open_slide says why
     final = out_dir / name
+    identity, stat = identify(slide_path, _recorded(out_dir, name) if settings.resume else None) \
+        if slide_path.exists() else ("", None)  # else open_slide says why
     if settings.resume:
         done = _already_done(out_dir, name, run_key, identity)
         if done is not None:
@@ -121,6 +125,9 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
         warnings = [w for w in (slide.mpp_conflict(),) if w]
         mark = time.perf_counter()
         plan = plan_slide(slide, backend.config, settings)
+        tiff = tiff_level_of(slide, plan.level)
+        if tiff is not None:  # a tile the file never wrote under tissue: the mask alone would not show it
+            refuse_missing_by_tissue(tiff, plan.read_downsample, plan.mask, plan.mask_downsample)
 
         regions = None
         if settings.dense:
@@ -192,6 +199,7 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
             "versions": versions(),
             "run_key": run_key,
             "slide_identity": identity,
+            "slide_stat": stat,  # lets --resume trust `slide_identity` without rereading an untouched file
         }
     )
     write_summary(staging, summary)
@@ -259,6 +267,11 @@ def _already_done(out_dir: Path, name: str, run_key: str, identity: str) -> dict
     if staged is not None:
         swap_in(staging_dir(out_dir, name), final)
     return staged
+
+
+def _recorded(out_dir: Path, name: str) -> dict[str, Any] | None:
+    """The slide fingerprint a finished (or staged) earlier run recorded, for fwrd.slide.identity.identify."""
+    return read_summary(out_dir / name) or read_summary(staging_dir(out_dir, name))
 
 
 def _check_finite(grid: ScoreGrid, backend: Backend, slide: Slide) -> None:

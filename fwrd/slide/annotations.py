@@ -15,6 +15,7 @@ slides' mask files are `rasterize` of their XML.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +45,15 @@ def _coordinate(element: ET.Element, axis: str, path: Path) -> float:
     if text is None:
         raise AnnotationError(f"{path}: a Coordinate has no {axis} attribute")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         try:  # some Camelyon XMLs were written with a decimal comma
-            return float(text.replace(",", "."))
+            value = float(text.replace(",", "."))
         except ValueError:
             raise AnnotationError(f"{path}: coordinate {axis}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise AnnotationError(f"{path}: coordinate {axis}={text!r} is not a finite number")
+    return value
 
 
 def load_asap_xml(path: str | Path) -> Annotations:
@@ -148,7 +152,8 @@ def _fill_polygon(mask: np.ndarray, polygon: np.ndarray, downsample: float, valu
     keep = y1 != y2
     x1, y1, x2, y2 = x1[keep], y1[keep], x2[keep], y2[keep]
     ey0, ey1 = np.minimum(y1, y2), np.maximum(y1, y2)
-    block = max(1, min(r1 - r0, PAIRS_PER_CHUNK // max(c1 - c0, 1)))
+    # rows x edges (the crossing tests) and rows x columns (the parity) both stay within PAIRS_PER_CHUNK
+    block = max(1, min(r1 - r0, PAIRS_PER_CHUNK // max(c1 - c0, len(x1), 1)))
     for b0 in range(r0, r1, block):
         b1 = min(b0 + block, r1)
         py = ((np.arange(b0, b1, dtype=np.float64) + 0.5) * downsample)[:, None]

@@ -1,20 +1,22 @@
-"""Which slide file is this? A cheap fingerprint that `--resume` keys its outputs and journals on.
+"""Which slide file is this? The fingerprint `--resume` keys its outputs and journals on.
 
-A slide replaced under the same name (a rescan, a corrected file, another case copied over it) must
-not keep the old slide's scores. Hashing a whole slide (1-4 GB) would cost seconds per slide on every
-`--resume`, so the fingerprint is the file size plus a sha256 of three 1 MiB samples: the start (the
-TIFF header and, for SVS/NDPI/most scanners, the first directories with the scanner's description,
-date and barcode), the middle and the end (BigTIFF pyramids such as Camelyon16's keep their
-directories there). Two different scans never share all of these; reading them costs three small
-reads (~1 ms on a local disk).
+A slide replaced or altered under the same name (a rescan, a corrected file, another case copied over
+it, damaged bytes) must not keep the old slide's scores. Every byte can matter (any tile the grid reads,
+the tissue mask's level, the thumbnail, the directories), so the fingerprint is the file size and a
+sha256 of the whole file: about 1 s per GB on one core when the file is in the page cache
+(benchmarks/results/slide-identity.md), far below what scoring it costs.
 
-The modification time is deliberately left out: copying a cohort to node-local scratch (Slurm) or
-another disk without preserving times (`cp`, `rsync` without `-t`) would otherwise rescore every
-slide, and a replacement that keeps the size, header, middle and tail of the old file is not a
-realistic accident. What it cannot see: an edit confined to bytes outside the samples that keeps the
-size (deliberate tampering, or a bit flip in tile data), which no cheap key can.
+What `--resume` would pay on every finished slide is avoided the way git's index does it: summary.json
+records the file's stat (size, modification and inode-change times in ns, inode, device) next to the
+fingerprint, and a file whose stat is unchanged keeps its recorded fingerprint without being read. Any
+write to a file changes its inode-change time (ctime), which no user call can set back, and a copy or
+rename gives a new inode, so the shortcut only ever trusts a file nobody has written since it was
+hashed; anything else is hashed again. The modification time alone is not trusted (`touch -r`, `cp -p`
+set it), and it is not needed either: copying a cohort to node-local scratch costs one hash per slide,
+never a rescore.
 
-    slide_identity("tumor_001.tif")   # "v1:2159083520:5f0c...": size and sampled sha256
+    slide_identity("tumor_001.tif")                # "v2:2159083520:5f0c...": size and sha256
+    identify("tumor_001.tif", recorded=summary)    # (fingerprint, stat): the summary's if the stat matches
 """
 
 from __future__ import annotations
@@ -22,28 +24,41 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
-SAMPLE = 1 << 20  # bytes per sample
-VERSION = "v1"  # changes if the sampling does, so old keys never match new ones by accident
+from fwrd.digest import file_sha256
+from fwrd.slide.dicom import dicom_files
+
+VERSION = "v2"  # v1 sampled three MiB; a new version never matches an old key by accident
+
+
+def file_stat(path: str | Path) -> list[int]:
+    """[size, mtime_ns, ctime_ns, inode, device]: what changes whenever the file's bytes may have."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def identify(path: str | Path, recorded: dict[str, Any] | None = None) -> tuple[str, list[int]]:
+    """(fingerprint, stat) of the file: `v2:<size>:<sha256 of every byte>`, or the fingerprint in `recorded`
+    (a summary.json's `slide_identity` and `slide_stat`) when the file's stat equals the one recorded with
+    it. The stat is taken before the bytes are read, so a file written meanwhile is hashed again next time.
+
+    A DICOM series folder (one slide, fwrd.slide.dicom) is all its instance files: `v2-series:<sha256 of
+    their names and fingerprints>`, its stat theirs one after another."""
+    path = Path(path)
+    instances = dicom_files(path) if path.is_dir() else [path]
+    stat = [value for instance in instances for value in file_stat(instance)]
+    known = (recorded or {}).get("slide_identity")
+    if isinstance(known, str) and known.startswith(f"{VERSION}") and (recorded or {}).get("slide_stat") == stat:
+        return known, stat
+    if not path.is_dir():
+        return f"{VERSION}:{stat[0]}:{file_sha256(path)[:32]}", stat
+    digest = hashlib.sha256()
+    for instance in instances:
+        digest.update(f"{instance.name}\0{file_sha256(instance)}\n".encode())
+    return f"{VERSION}-series:{digest.hexdigest()[:32]}", stat
 
 
 def slide_identity(path: str | Path) -> str:
-    """`v1:<size>:<sha256 of the first, middle and last MiB>` (the whole file when <= 3 MiB); for a DICOM
-    series folder, `v1-series:<sha256 of its instances' names and identities>`."""
-    if Path(path).is_dir():
-        from fwrd.slide.dicom import dicom_files
-
-        digest = hashlib.sha256()
-        for instance in dicom_files(Path(path)):
-            digest.update(f"{instance.name}\0{slide_identity(instance)}\n".encode())
-        return f"{VERSION}-series:{digest.hexdigest()[:32]}"
-    size = os.path.getsize(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        if size <= 3 * SAMPLE:
-            digest.update(handle.read())
-        else:
-            for offset in (0, (size - SAMPLE) // 2, size - SAMPLE):
-                handle.seek(offset)
-                digest.update(handle.read(SAMPLE))
-    return f"{VERSION}:{size}:{digest.hexdigest()[:32]}"
+    """`v2:<size>:<sha256 of every byte>`, or `v2-series:...` for a DICOM series folder (see `identify`)."""
+    return identify(path)[0]

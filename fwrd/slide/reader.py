@@ -20,6 +20,7 @@ import openslide
 from fwrd.errors import FwrdError, InputNotFound, SlideError
 from fwrd.slide.dicom import is_dicom_series, series_instance
 from fwrd.slide.discover import slide_name
+from fwrd.slide.tiff_level import check_level_size, check_tile_size
 
 MAX_LEVEL_PIXELS = 100_000_000  # read_level refuses more than this (a level-0 Camelyon slide is 20 G)
 DOWNSAMPLE_TOLERANCE = 0.01  # level_for_downsample accepts levels up to 1% coarser than asked
@@ -37,6 +38,14 @@ def snap_downsample(downsample: float) -> float:
         raise ValueError(f"downsample must be positive, got {downsample}")
     power = 2.0 ** round(math.log2(downsample))
     return power if abs(downsample / power - 1.0) <= POW2_SNAP else float(downsample)
+
+
+class PixelReadError(SlideError):
+    """OpenSlide could not decode pixels (damaged tile data, truncated file); `reason` is its own message."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot read pixels (truncated or corrupt file?): {reason}")
+        self.reason = reason
 
 
 class Slide:
@@ -106,8 +115,12 @@ class Slide:
         try:
             image = self._handle.read_region((int(location[0]), int(location[1])), level, (w, h))
         except openslide.OpenSlideError as exc:
-            raise SlideError(f"{self.path}: cannot read pixels (truncated or corrupt file?): {exc}") from None
+            raise PixelReadError(self.path, str(exc)) from None
         return rgba_to_rgb_on_white(np.asarray(image))
+
+    def drop_tile_cache(self) -> None:
+        """Keep no decoded tiles (32 MiB by default): for a handle that decodes each tile once to check it."""
+        self._handle.set_cache(openslide.OpenSlideCache(0))
 
     def read_level(self, level: int) -> np.ndarray:
         """The whole level as uint8 RGB; refuses levels over 100 MP (use read_region or a coarser level)."""
@@ -212,13 +225,43 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
         hint = " (a TIFF, but truncated, corrupt or not tiled)" if _is_tiff(path) else ""
         raise SlideError(f"{path}: not a slide OpenSlide can read{hint}") from None
     except openslide.OpenSlideError as exc:
-        raise SlideError(f"{path}: corrupt or truncated slide: {exc}") from None
+        raise SlideError(f"{path}: {_unsupported_codec(str(exc)) or f'corrupt or truncated slide: {exc}'}") from None
     except OSError as exc:
         raise SlideError(f"{path}: cannot open: {exc.strerror or exc}") from None
     slide = Slide(path, handle, mpp)
     try:
+        _check_claims(slide)  # before OpenSlide decodes anything: its tile buffers are sized by them
         slide.read_region((0, 0), slide.level_count - 1, (1, 1))
-    except SlideError:
+    except PixelReadError as exc:
         slide.close()
-        raise SlideError(f"{path}: corrupt or truncated slide (its pixels cannot be read)") from None
+        raise SlideError(f"{path}: corrupt or truncated slide (its pixels cannot be read: {exc.reason})") from None
+    except BaseException:
+        slide.close()
+        raise
     return slide
+
+
+def _check_claims(slide: Slide) -> None:
+    """SlideError when a level or its tiles claim more pixels than any real slide has (tiff_level's limits)."""
+    for level, (w, h) in enumerate(slide.level_dimensions):
+        check_level_size(slide.path, w, h, f"level {level}")
+        tile_w = slide.properties.get(f"openslide.level[{level}].tile-width")
+        tile_h = slide.properties.get(f"openslide.level[{level}].tile-height")
+        if tile_w is not None and tile_h is not None and tile_w.isdigit() and tile_h.isdigit():
+            check_tile_size(slide.path, int(tile_w), int(tile_h), f"level {level}", slide.vendor)
+
+
+def _unsupported_codec(message: str) -> str | None:
+    """OpenSlide's "Unsupported TIFF compression: N" as a user reads it: the codec, named, is not supported."""
+    prefix = "Unsupported TIFF compression: "
+    if not message.startswith(prefix) or not message[len(prefix):].strip().isdigit():
+        return None
+    code = int(message[len(prefix):])
+    try:
+        import tifffile
+
+        name = f" ({tifffile.COMPRESSION(code).name})"
+    except ValueError:
+        name = " (no codec registered for it)"
+    return (f"unsupported codec: TIFF compression {code}{name} is not one OpenSlide decodes "
+            "(it reads JPEG, JPEG 2000, LZW, deflate, ...; docs/formats.md); convert the slide")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from fwrd.config import validate_context, validate_tile_size
 from fwrd.errors import DataError, FwrdError, InputNotFound
+from fwrd.slide.patch_image import image_size, read_patch_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 NORMAL, TUMOR = 1, 0
@@ -107,19 +107,8 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.patches.files[i]
-        tile = read_rgb(path)
-        side = self.patches.side
-        if tile.shape[:2] != (side, side):
-            raise DataError(f"{path}: {tile.shape[1]}x{tile.shape[0]} px, expected {side} px")
-        return torch.from_numpy(tile), int(self.patches.labels[i])
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+        tile = read_patch_rgb(path, self.patches.side)  # size checked from the header, before decoding
+        return torch.from_numpy(np.array(tile)), int(self.patches.labels[i])
 
 
 def _images(folder: Path) -> list[Path]:
@@ -132,11 +121,7 @@ def _image_side(files: list[Path]) -> int:
     """All patches share one square size; check a sample cheaply (headers only)."""
     sizes = set()
     for path in files[:: max(1, len(files) // 64)] + files[-1:]:
-        try:
-            with Image.open(path) as im:
-                sizes.add(im.size)
-        except OSError as exc:
-            raise DataError(f"{path}: not a readable image ({exc})") from None
+        sizes.add(image_size(path))
     if len(sizes) != 1:
         raise DataError(f"patches have different sizes: {sorted(sizes)}")
     width, height = sizes.pop()
