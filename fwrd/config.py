@@ -29,9 +29,11 @@ class QCThresholds:
         hne_hue: (from, to) hue range in degrees, through 0 (red), that H&E stains take; saturated pixels
             outside it are ink.
         pen_fraction: a tile with at least this share of solid ink pixels is `pen`.
+        pen_edge_fraction: ... and so is one with at least this share that touches a `pen` tile (a stroke's
+            edge: too little ink to flag alone, enough to make an anomaly model call it).
         dirt_fraction: ... of solid black pixels is `dirt`.
         bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
-        fold_darkness: a tile whose median optical density is at least this times the slide's ...
+        fold_darkness: a tile whose mean optical density is at least this times the slide's ...
         fold_saturation: ... whose mean saturation exceeds the slide's by at least this ...
         fold_spread: ... and whose relative spread of optical density is at most this times the slide's,
             is `fold` (a second layer of the same tissue, not a denser tissue).
@@ -44,11 +46,12 @@ class QCThresholds:
     ink_saturation: float = 0.25
     hne_hue: tuple[float, float] = (245.0, 30.0)
     pen_fraction: float = 0.1
+    pen_edge_fraction: float = 0.02
     dirt_fraction: float = 0.003
     bubble_fraction: float = 0.03
-    fold_darkness: float = 1.5
+    fold_darkness: float = 1.3
     fold_saturation: float = 0.12
-    fold_spread: float = 1.2
+    fold_spread: float = 1.0
     blur_ratio: float = 0.15
     review_share: float = 0.25
     review_touching: float = 0.5

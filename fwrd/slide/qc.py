@@ -17,7 +17,9 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
      saturates and narrows the spread, while a denser tissue (tumour) darkens by adding dark nuclei, which
      widens it;
    - `blur`: sharpness below `blur_ratio` of the slide's, so a uniformly soft scan is not rejected whole.
-   `fill_enclosed` then marks tiles enclosed by bubble tiles (the washed-out inside of a bubble).
+   On the slide's grid, `grow_edges` then adds the tiles along a pen stroke that hold less ink than
+   `pen_fraction` but at least `pen_edge_fraction` and touch a pen tile (hysteresis, as an edge detector
+   does), and `fill_enclosed` marks tiles enclosed by bubble tiles (the washed-out inside of a bubble).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246))     # float32 [N, len(FEATURES)]
     verdict = judge(all_feats, QCThresholds())                                # codes: 0 ok, k: KINDS[k - 1]
@@ -82,6 +84,20 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     codes[(codes == 0) & fold] = code_of("fold")
     codes[(codes == 0) & blur] = code_of("blur")
     return Verdict(codes, ref, count)
+
+
+def grow_edges(codes: np.ndarray, share: np.ndarray, scored: np.ndarray, minimum: float,
+               kind: str = "pen") -> np.ndarray:
+    """Grid codes (uint8 [rows, cols]) with the unflagged scored cells whose `share` (of ink) is >= `minimum`
+    and that connect to `kind` cells (8-neighbours, through such cells) set to `kind`."""
+    strong = codes == code_of(kind)
+    if not strong.any():
+        return codes
+    weak = (share >= minimum) & scored & (codes == 0)
+    grown = ndimage.binary_propagation(strong, structure=np.ones((3, 3), bool), mask=strong | weak)
+    out = codes.copy()
+    out[grown & ~strong] = code_of(kind)
+    return out
 
 
 def fill_enclosed(codes: np.ndarray, scored: np.ndarray, kind: str = "bubble") -> np.ndarray:
