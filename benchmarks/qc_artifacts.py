@@ -5,8 +5,10 @@ and what it costs.
    circle, out-of-focus square, fold, air bubble, dirt specks) on a synthetic normal slide, on the real H&E crop
    in tests/data and, with `--real-extra SLIDE`, on regions of another real slide outside that crop (held out:
    the thresholds were chosen on these and on synthetic seeds the tests do not use; `--seed` paints with other
-   positions). Each is scored twice (`--qc off`, `on`); per kind, the tiles the artifact changed (at least half
-   of the tile's pixels painted and visibly changed; dirt: any speck), how many QC flagged and how many are
+   positions). Each is scored once with QC on (QC changes no score, so the QC-off outputs are derived from the
+   raw scores); per kind, the tiles the artifact covers (at least half of the tile's pixels painted and, for
+   pen, fold and bubble, visibly changed: a fold over glass is no fold; blur: the blurred square; dirt: any
+   speck), how many QC flagged and how many are
    called (>= threshold after gating), and the detections lying on painted pixels; clean tiles (nothing
    painted) give the share still scored.
 2. Test cohort (`--cohort N`): a synthetic cohort (N tumour + 1 normal slides, seeds apart from the training
@@ -72,7 +74,7 @@ def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp
         before = rgb.copy()
         truth = paint.paint_test_card(rgb, np.random.default_rng(seed), pen_width=max(48, rgb.shape[0] // 40))
         changed = np.abs(rgb.astype(np.int16) - before).max(axis=2) > CHANGED
-        truth = {k: m & changed if k != "dirt" else m for k, m in truth.items()}
+        truth = {k: m if k in ("dirt", "blur") else m & changed for k, m in truth.items()}
         made[name] = (write_rgb_slide(out / f"{name}_artifacts.svs", rgb, mpp=mpp), truth)
     return made
 
