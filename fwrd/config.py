@@ -19,6 +19,69 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ARCHITECTURES = ("fwrd", "rd4ad")  # bottleneck shortcut: FW-RD conv3x3 s2, RD4AD conv1x1 s2
 
 
+@dataclass(frozen=True)
+class QCThresholds:
+    """The thresholds of the artifact rules (fwrd.slide.qc applies them; docs/qc.md says why each is set
+    where it is). Fractions are of a tile's pixels; ratios compare a tile with the slide's own tissue.
+
+    Attributes:
+        ink_saturation: smallest saturation of a pixel counted as coloured ink.
+        hne_hue: (from, to) hue range in degrees, through 0 (red), that H&E stains take; saturated pixels
+            outside it are ink.
+        pen_fraction: a tile with at least this share of solid ink pixels is `pen`.
+        pen_edge_fraction: ... and so is one with at least this share that touches a `pen` tile (a stroke's
+            edge: too little ink to flag alone, enough to make an anomaly model call it).
+        dirt_fraction: ... of solid black pixels is `dirt`.
+        bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
+        fold_darkness: a tile whose mean optical density is at least this times the slide's ...
+        fold_saturation: ... whose mean saturation exceeds the slide's by at least this ...
+        fold_spread: ... and whose relative spread of optical density is at most this times the slide's,
+            is `fold` (a second layer of the same tissue, not a denser tissue).
+        blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
+        review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
+        review_touching: ... as is one where more than this share of the above-threshold tiles touch
+            excluded tiles.
+    """
+
+    ink_saturation: float = 0.25
+    hne_hue: tuple[float, float] = (245.0, 30.0)
+    pen_fraction: float = 0.1
+    pen_edge_fraction: float = 0.02
+    dirt_fraction: float = 0.003
+    bubble_fraction: float = 0.03
+    fold_darkness: float = 1.3
+    fold_saturation: float = 0.12
+    fold_spread: float = 1.0
+    blur_ratio: float = 0.15
+    review_share: float = 0.25
+    review_touching: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hne_hue", tuple(float(v) for v in self.hne_hue))
+        if len(self.hne_hue) != 2:
+            raise FwrdError(f"hne_hue takes two hues (from, to), got {self.hne_hue}")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            for value in values if isinstance(values, tuple) else (values,):
+                if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                    raise FwrdError(f"QC threshold {f.name} must be a finite number >= 0, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hne_hue"] = list(self.hne_hue)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "QCThresholds":
+        """Build from a dict; keys a newer fwrd added are ignored, missing ones take the defaults."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise FwrdError(f"the model's QC thresholds are not a JSON object: {data!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclass
 class FWRDConfig:
     """Everything needed to prepare tiles for a model and to read its scores.
@@ -38,6 +101,8 @@ class FWRDConfig:
             so its scores rank tumor both per tile and dense (README, Dense scoring). 0: lone tiles only.
         dense_threshold: the threshold best on validation for dense scores (a model trained with
             context); `fwrd-run --dense` uses it instead of `threshold`. None: not known.
+        qc: thresholds of the artifact rules `fwrd-run --qc on` applies (models saved before QC existed
+            get the defaults).
     """
 
     tile_size: int = 256
@@ -52,6 +117,7 @@ class FWRDConfig:
     teacher_weights: str = "imagenet"
     context: int = 0
     dense_threshold: float | None = None
+    qc: QCThresholds = field(default_factory=QCThresholds)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +127,8 @@ class FWRDConfig:
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         validate_tile_size(self.tile_size)
         self.context = validate_context(self.context)
+        if not isinstance(self.qc, QCThresholds):
+            self.qc = QCThresholds.from_dict(self.qc)
         self.threshold = _finite(self.threshold, "threshold")
         if self.dense_threshold is not None:
             self.dense_threshold = _finite(self.dense_threshold, "dense threshold")
@@ -77,6 +145,7 @@ class FWRDConfig:
         data = dataclasses.asdict(self)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        data["qc"] = self.qc.to_dict()
         return data
 
     def to_json(self) -> str:

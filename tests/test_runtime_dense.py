@@ -56,7 +56,7 @@ def tiles_backend(standin_dense):
 
 
 def _csv(path):
-    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(0, 1, 2))
     return table[:, :2].astype(np.int64), table[:, 2]
 
 

@@ -60,7 +60,7 @@ def test_journal_survives_a_torn_last_line_and_checks_its_key(tmp_path):
     journal.close()
     with open(path, "a") as handle:
         handle.write("128,0,0.7")  # killed mid-line
-    coords, scores = read_journal(path, "key1")
+    coords, scores, _ = read_journal(path, "key1")
     np.testing.assert_array_equal(coords, [[0, 0], [64, 0]])
     np.testing.assert_array_equal(scores, np.array([0.25, 0.5], np.float32))
     assert path.read_text().endswith("0.5\n")  # the torn line is cut off the file

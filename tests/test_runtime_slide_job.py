@@ -42,7 +42,7 @@ def backend(standin_model):
 
 
 def _tiles_csv(path):
-    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(0, 1, 2))
     return table[:, :2].astype(np.int64), table[:, 2].astype(np.float32)
 
 
@@ -53,7 +53,7 @@ def test_every_tile_equals_openslide_read_run_alone(synthetic_cohort, backend, t
     out = tmp_path / slide_path.stem
     assert result.status == "ok" and result.out_dir == out
     assert {p.name for p in out.iterdir()} == OUTPUTS  # and no journal or temp file left over
-    assert (out / "tiles.csv").read_text().splitlines()[0] == "x,y,score"
+    assert (out / "tiles.csv").read_text().splitlines()[0] == "x,y,score,qc"
     coords, scores = _tiles_csv(out / "tiles.csv")
     assert len({tuple(c) for c in coords}) == len(coords) == result.summary["tiles_scored"]
     with open_slide(slide_path) as slide:
@@ -302,7 +302,7 @@ def test_progress_line_of_a_slide_finished_from_its_journal(synthetic_cohort, ba
     from fwrd.slide.identity import slide_identity
 
     slide_path = synthetic_cohort.slides[2].path
-    settings = RunSettings(batch_size=8, progress=False, resume=True)
+    settings = RunSettings(batch_size=8, progress=False, resume=True, qc=False)  # a journal of x,y,score rows
     score_slide(slide_path, backend, tmp_path / "ref", settings)
     rows = (tmp_path / "ref" / slide_path.stem / "tiles.csv").read_text()
     staging = tmp_path / "run" / f".{slide_path.stem}.partial"

@@ -19,7 +19,7 @@ from fwrd.runtime.slide_job import score_slide
 
 
 def _table(path):
-    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(0, 1, 2))
 
 
 def test_engine_run_equals_onnxruntime(synthetic_cohort, standin_model, tmp_path, monkeypatch):

@@ -70,7 +70,8 @@ def _run_folder(folder: Path) -> dict[str, dict] | None:
 
 
 def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
-          slide_dir: Path | None, exclude: list[str], organisers: bool, run: dict[str, dict] | None = None) -> None:
+          slide_dir: Path | None, exclude: list[str], organisers: bool, run: dict[str, dict] | None = None,
+          review: str | None = None) -> None:
     from fwrd.evaluation.detections import find_detection_files, read_reference, slide_key
     from fwrd.evaluation.froc import evaluate_lesions
     from fwrd.evaluation.masks import find_masks, size_lookup
@@ -82,6 +83,8 @@ def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], re
     if run is None:
         files, recorded = find_detection_files(detections_dir), {}
     else:  # only complete slide folders, and the slide sizes the run recorded (to check the masks)
+        exclude = exclude + _review_exclusions({name: str(s.get("status") or "ok") for name, s in run.items()},
+                                               review)
         files = {slide_key(name): (name, detections_dir / name / "detections.csv") for name in run}
         recorded = {name: tuple(s["slide_dimensions"]) for name, s in run.items() if s.get("slide_dimensions")}
     masks = find_masks(mask_dirs)
@@ -96,13 +99,21 @@ def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], re
     report.add(froc_table(result), write)
 
 
-def _slides(report: _Report, scores: Path, reference: Path, exclude: list[str]) -> None:
+def _review_exclusions(statuses: dict[str, str], review: str | None) -> list[str]:
+    from fwrd.evaluation.review import review_exclusions
+
+    return review_exclusions(statuses, review)
+
+
+def _slides(report: _Report, scores: Path, reference: Path, exclude: list[str], review: str | None = None) -> None:
     from fwrd.evaluation.detections import read_reference, read_slide_scores
     from fwrd.evaluation.plots import roc_figure
     from fwrd.evaluation.report import save_png, slides_table, write_json
     from fwrd.evaluation.roc import evaluate_slides
 
-    result = evaluate_slides(read_slide_scores(scores), read_reference(reference), exclude)
+    table = read_slide_scores(scores)
+    exclude = exclude + _review_exclusions({s.name: s.status for s in table.values()}, review)
+    result = evaluate_slides(table, read_reference(reference), exclude)
 
     def write(out: Path) -> list[Path]:
         return [write_json(out / "slides.json", result.to_dict()),
@@ -156,6 +167,11 @@ _backend_options = [
     click.option("--threshold", type=FiniteFloat(), default=None,
                  help="Patch threshold (default: the one stored in the model)."),
 ]
+_review_option = click.option(
+    "--review", type=click.Choice(["include", "exclude"]), default=None,
+    help="What to do with slides fwrd-run marked review (QC could not vouch for their calls): count them as "
+         "scored, or leave them out. Required when the run has any (fwrd-eval refuses such a run without it).",
+)
 _organisers_option = click.option(
     "--organisers-froc", "organisers", is_flag=True,
     help="Drop the lowest FROC threshold always, as Evaluation_FROC.py does (a detector that misses no "
@@ -188,15 +204,17 @@ def command() -> None:
               help="reference.csv: the slides to evaluate (a slide without detections counts with none).")
 @_slide_dir_option
 @_exclude_option
+@_review_option
 @_organisers_option
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
 def froc_command(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
-                 slide_dir: Path | None, exclude: tuple[str, ...], organisers: bool, out: Path) -> None:
+                 slide_dir: Path | None, exclude: tuple[str, ...], review: str | None, organisers: bool,
+                 out: Path) -> None:
     """Lesion-level FROC (Camelyon16 task 2), the organisers' algorithm (froc.py says where it differs)."""
     if not mask_dirs:
         raise click.UsageError("give the tumor masks with --masks DIR")
     report = _Report(out)
-    _froc(report, detections_dir, mask_dirs, reference, slide_dir, _exclusions(exclude), organisers)
+    _froc(report, detections_dir, mask_dirs, reference, slide_dir, _exclusions(exclude), organisers, review=review)
     report.finish()
 
 
@@ -205,11 +223,12 @@ def froc_command(detections_dir: Path, mask_dirs: tuple[Path, ...], reference: P
               help="fwrd-run's slides.csv, or headerless name,probability rows.")
 @click.option("--reference", required=True, type=click.Path(path_type=Path), help="reference.csv")
 @_exclude_option
+@_review_option
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
-def slides_command(scores: Path, reference: Path, exclude: tuple[str, ...], out: Path) -> None:
+def slides_command(scores: Path, reference: Path, exclude: tuple[str, ...], review: str | None, out: Path) -> None:
     """Slide-level ROC AUC (Camelyon16 task 1)."""
     report = _Report(out)
-    _slides(report, scores, reference, _exclusions(exclude))
+    _slides(report, scores, reference, _exclusions(exclude), review)
     report.finish()
 
 
@@ -232,6 +251,7 @@ def patches_command(patch_dir: Path, model: Path, backend: str, batch_size: int,
 @_masks_option
 @_slide_dir_option
 @_exclude_option
+@_review_option
 @_organisers_option
 @click.option("--patches", "patch_dir", type=click.Path(path_type=Path),
               help="Also evaluate a normal/ + tumor/ patch folder (needs --model).")
@@ -240,7 +260,8 @@ def patches_command(patch_dir: Path, model: Path, backend: str, batch_size: int,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: RUN_DIR/eval].")
 def run_command(run_dir: Path, reference: Path, mask_dirs: tuple[Path, ...], slide_dir: Path | None,
-                exclude: tuple[str, ...], organisers: bool, patch_dir: Path | None, model: Path | None,
+                exclude: tuple[str, ...], review: str | None, organisers: bool, patch_dir: Path | None,
+                model: Path | None,
                 backend: str, batch_size: int, threads: int | None, threshold: float | None,
                 out: Path | None) -> None:
     """Everything for a fwrd-run output folder: slide AUC, lesion FROC (with --masks), patches.
@@ -257,9 +278,9 @@ def run_command(run_dir: Path, reference: Path, mask_dirs: tuple[Path, ...], sli
     report = _Report(run_dir / "eval" if out is None else out)
     names = _exclusions(exclude)
     run = _run_folder(run_dir)  # the table agrees with the folder, or one line says how not
-    _slides(report, scores, reference, names)
+    _slides(report, scores, reference, names, review)
     if mask_dirs:
-        _froc(report, run_dir, mask_dirs, reference, slide_dir, names, organisers, run)
+        _froc(report, run_dir, mask_dirs, reference, slide_dir, names, organisers, run, review)
     if patch_dir is not None and model is not None:
         _patches(report, patch_dir, model, backend, batch_size, threads, threshold)
     report.finish()

@@ -38,11 +38,13 @@ from fwrd.errors import FwrdError
 @click.option("--overwrite", is_flag=True, help="Replace an existing patch folder at --out.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Threads encoding PNGs (at most the CPUs this process may use).  [default: CPU cores, at most 4]")
+@click.option("--qc", "qc", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Skip patches that QC flags (pen ink, dirt, bubbles, folds, blur; docs/qc.md) and say how many.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def command(
     inputs: tuple[Path, ...], annotations_dir: Path | None, out: Path, n_normal: int, n_tumor: int,
     tile: int, context: int, level: int | None, mpp: float | None, seed: int, overwrite: bool, workers: int | None,
-    progress: bool,
+    qc: str, progress: bool,
 ) -> None:
     """Extract normal and tumor training patches from slides (files or folders of them).
 
@@ -51,6 +53,7 @@ def command(
     are at least half tissue with no tumor under them. Candidates lie on a tile/4 lattice and no two
     patches of one class on a slide are closer than tile/2. Deterministic for a seed.
     """
+    from fwrd.config import QCThresholds
     from fwrd.training.patches import DEFAULT_WORKERS, extract_patches
 
     if n_tumor > 0 and annotations_dir is None:
@@ -61,6 +64,7 @@ def command(
         inputs, out, annotations_dir=annotations_dir, n_normal=n_normal, n_tumor=n_tumor,
         tile=tile, level=level or 0, seed=seed, overwrite=overwrite, progress=progress,
         workers=machine_bound(workers, "--workers") or DEFAULT_WORKERS, context=context, mpp=mpp,
+        qc=QCThresholds() if qc == "on" else None,
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -72,13 +72,17 @@ from fwrd.safe_text import for_terminal
               help="Schedule the slides on a Ray cluster (pip install fwrd[cluster]): bare --ray starts one on "
                    "this machine; --ray auto or ray://HOST:PORT joins one. OUT, the model and the slides must be "
                    "on a file system every node shares.")
+@click.option("--qc", "qc", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Quality control: find pen ink, dirt, air bubbles, folds and out-of-focus tiles (thresholds "
+                   "from the model's config) and keep them out of every call; a slide QC cannot vouch for is "
+                   "marked `review` (docs/qc.md). off: every tile counts, as before QC existed.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
     precision: str, no_cuda_graphs: bool, tf32: bool, batch_size: int, workers: int, threads: int | None,
     stride: int | None, dense: bool, region: int | None, margin: int | None, mpp: float | None,
     threshold: float | None, shard: str | None, resume: bool, overwrite: bool, reader: str,
-    ray_address: str | None, quiet: bool,
+    ray_address: str | None, qc: str, quiet: bool,
 ) -> None:
     """Score SLIDE_OR_DIR... for metastases: heatmaps, detections, tumor contours and slide scores.
 
@@ -103,6 +107,7 @@ def command(
     settings = RunSettings(
         batch_size=batch_size, workers=workers, stride=stride, mpp=mpp, threshold=threshold, resume=resume,
         prefer_direct=(reader == "auto"), progress=not quiet, dense=dense, region=region, margin=margin,
+        qc=(qc == "on"),
     )
     part = parse_shard(shard)
     if ray_address is not None:
@@ -158,6 +163,7 @@ def command(
     if len(results) == 1 and (failed or busy):
         raise FwrdError((failed or busy)[0].error)
     _say_where(out, results)
+    _say_review(results)
     if failed or busy:
         table = for_terminal(str(out / "slides.csv"))
         said = ([f"{len(failed)} of {len(results)} slides failed (see {table})"] if failed else []) + (
@@ -177,6 +183,15 @@ def _say_where(out: Path, results: list) -> None:
     folder = done[0].out_dir if len(done) == 1 else out / "<slide>"
     click.echo(for_terminal(f"outputs: {folder}/ ({', '.join(OUTPUT_FILES)}); {out / 'slides.csv'} lists every "
                             f"slide of {out}"), err=True)
+
+
+def _say_review(results: list) -> None:
+    """One line per slide QC could not vouch for: its calls need a person's look (exit status stays 0)."""
+    from fwrd.runtime.cohort import slide_verdict
+
+    for r in results:
+        if slide_verdict(r) == "review":
+            click.echo(f"review: {r.name}: {r.error}", err=True)
 
 
 main = command

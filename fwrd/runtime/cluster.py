@@ -492,7 +492,7 @@ class _Driver:
 
     def _record(self, task: _Task, result: SlideResult, bar: tqdm | None) -> None:
         self.results[task.index] = result
-        self.tiles += int(result.summary.get("tiles_this_run") or 0) if result.status == "ok" else 0
+        self.tiles += int(result.summary.get("tiles_this_run") or 0) if result.status in ("ok", "review") else 0
         if bar is not None:
             bar.update(1)
         if result.status != "failed" or self.say_failures:

@@ -144,12 +144,11 @@ def score_cohort(
 
 
 def cohort_line(results: list[SlideResult], table: Path) -> str:
-    """The run's last line: how many slides ended how, and where the table is."""
-    failed = sum(r.status == "failed" for r in results)
+    """The run's last line: how many slides ended how (ok, review, failed, left to another process), and
+    where the table is."""
     busy = sum(r.status == "busy" for r in results)
     others = f", {busy} left to the process scoring them" if busy else ""
-    return (f"cohort: {len(results)} slides, {len(results) - failed - busy} ok, {failed} failed{others}; "
-            f"{for_terminal(str(table))}")
+    return f"cohort: {len(results)} slides, {status_counts(results)}{others}; {for_terminal(str(table))}"
 
 
 def score_or_fail(path: Path, backend: Backend, out: Path, settings: RunSettings) -> SlideResult:
@@ -161,6 +160,22 @@ def score_or_fail(path: Path, backend: Backend, out: Path, settings: RunSettings
         return SlideResult(slide_name(path), path, "busy", None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error too: report it, go on
         return SlideResult(slide_name(path), path, "failed", None, error_line(exc))
+
+
+def status_counts(results: list[SlideResult]) -> str:
+    """`2 ok, 1 review, 0 failed` (skipped slides count as what their outputs say; slides another process
+    scores are not counted)."""
+    review = sum(slide_verdict(r) == "review" for r in results)
+    failed = sum(r.status == "failed" for r in results)
+    busy = sum(r.status == "busy" for r in results)
+    return f"{len(results) - review - failed - busy} ok, {review} review, {failed} failed"
+
+
+def slide_verdict(result: SlideResult) -> str:
+    """ok, review or failed, whether the slide was scored now or its complete outputs were kept."""
+    if result.status == "skipped":
+        return str(result.summary.get("status") or "ok")
+    return result.status
 
 
 def _cohort_line(number: int, total: int, r: SlideResult) -> str:
@@ -178,6 +193,8 @@ def _cohort_text(number: int, total: int, r: SlideResult) -> str:
         return f"{head} FAILED: {r.error}"
     if r.status == "busy":
         return f"{head} NOT SCORED: {r.error}"
+    if slide_verdict(r) == "review":
+        head = f"{head} REVIEW ({r.error}):"
     s = r.summary
     if r.status == "skipped":
         return f"{head} score {r.score:.4g} (complete outputs exist; skipped)"

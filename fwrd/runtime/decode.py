@@ -18,6 +18,11 @@ tile's footprint is cut out of the window and shrunk to the model's tile with th
 training uses, so the pixels equal those of a tile read alone; `resample_seconds` is the time each worker
 spent on it (part of its busy time).
 
+With `qc` thresholds given, each worker also computes the QC features of the tiles it cuts (fwrd.slide.qc,
+on the window it has just decoded: no second read) into `batch.qc`; `None` when QC is off. QC looks at the
+model's pixels: a resampled window is shrunk whole to the model's resolution for it (fwrd.slide.resample.
+model_view), so its rules, whose sizes are in pixels, mean the same on a 20x and a 40x scan.
+
 Dense scoring (`RegionWorkers`) reads whole regions instead: one buffer per region, holding its pixels,
 so memory is bounded by the regions in flight (the pool), whatever the slide size.
 
@@ -39,10 +44,12 @@ from typing import Any
 
 import numpy as np
 
+from fwrd.config import QCThresholds
 from fwrd.errors import FwrdError, SlideError
 from fwrd.runtime.plan import SlidePlan
 from fwrd.runtime.regions import RegionPlan
-from fwrd.slide.resample import shrink, source_window
+from fwrd.slide.qc_features import FEATURES, tile_features
+from fwrd.slide.resample import model_view, shrink, source_window
 from fwrd.slide.tile_reader import TileReader, open_tile_reader
 
 _DONE = object()
@@ -50,11 +57,13 @@ _POLL_S = 0.05
 
 
 class BatchBuffer:
-    """One reusable batch: tiles uint8 [B, T, T, 3], level-0 top-lefts int64 [B, 2], fill count."""
+    """One reusable batch: tiles uint8 [B, T, T, 3], level-0 top-lefts int64 [B, 2], QC features float32
+    [B, len(FEATURES)] (None when QC is off), fill count."""
 
-    def __init__(self, batch_size: int, tile: int) -> None:
+    def __init__(self, batch_size: int, tile: int, qc: bool = False) -> None:
         self.tiles = np.empty((batch_size, tile, tile, 3), np.uint8)
         self.coords = np.empty((batch_size, 2), np.int64)
+        self.qc = np.empty((batch_size, len(FEATURES)), np.float32) if qc else None
         self.count = 0
 
     @property
@@ -70,11 +79,12 @@ class RegionBuffer:
         self.pixels = self._store[:0, :0]
         self.index = -1  # the region of the plan it holds
         self.count = 0  # grid points the region scores
+        self.qc: np.ndarray | None = None  # QC features of those points (None when QC is off)
 
-    def fill(self, index: int, window: np.ndarray, count: int) -> None:
+    def fill(self, index: int, window: np.ndarray, count: int, qc: np.ndarray | None = None) -> None:
         h, w = window.shape[:2]
         self._store[:h, :w] = window
-        self.pixels, self.index, self.count = self._store[:h, :w], index, count
+        self.pixels, self.index, self.count, self.qc = self._store[:h, :w], index, count, qc
 
 
 class _Workers(ABC):
@@ -99,6 +109,7 @@ class _Workers(ABC):
         self._errors: list[BaseException] = []
         self.busy_seconds = [0.0] * self.worker_count  # time each worker spent reading and copying
         self.resample_seconds = [0.0] * self.worker_count  # ... of which shrinking to the model's resolution
+        self.qc_seconds = [0.0] * self.worker_count  # ... of which computing QC features
         self.reader_kind = ""
         self._threads: list[threading.Thread] = []
 
@@ -204,12 +215,14 @@ class DecodeWorkers(_Workers):
         buffers: int | None = None,
         prefer_direct: bool = True,
         reader_factory: Callable[[], TileReader] | None = None,
+        qc: QCThresholds | None = None,
     ) -> None:
         self.plan = plan
         self.batch_size = int(batch_size)
+        self.qc = qc
         count = max(1, min(int(workers), max(1, plan.units)))
         super().__init__(plan.units, slide_path, plan.level, workers=workers, buffers=buffers or 2 * count + 2,
-                         make_buffer=lambda: BatchBuffer(self.batch_size, plan.tile),
+                         make_buffer=lambda: BatchBuffer(self.batch_size, plan.tile, qc is not None),
                          prefer_direct=prefer_direct, reader_factory=reader_factory)
         self._current: list[BatchBuffer | None] = [None] * self.worker_count  # each worker's partly filled one
 
@@ -223,6 +236,12 @@ class DecodeWorkers(_Workers):
         # (a reader refuses damaged or missing file tiles a read touches)
         width, height = (int(v) + source for v in plan.offsets[start:end].max(axis=0))
         window = reader.read(x0, y0, width, height)
+        features = None
+        if self.qc is not None:
+            mark = time.perf_counter()
+            pixels, offsets = model_view(window, plan.offsets[start:end], plan.reading)
+            features = tile_features(pixels, offsets, tile, plan.glass, self.qc)
+            self.qc_seconds[wid] += time.perf_counter() - mark
         buffer = self._current[wid]
         for k in range(start, end):
             if buffer is None:  # waiting for a free buffer is not decode work
@@ -239,6 +258,8 @@ class DecodeWorkers(_Workers):
             else:
                 buffer.tiles[buffer.count] = window[oy:oy + tile, ox:ox + tile]
             buffer.coords[buffer.count] = plan.points[k]
+            if features is not None:
+                buffer.qc[buffer.count] = features[k - start]
             buffer.count += 1
             if buffer.full:
                 self.busy_seconds[wid] += time.perf_counter() - began
@@ -266,8 +287,10 @@ class RegionWorkers(_Workers):
         buffers: int | None = None,
         prefer_direct: bool = True,
         reader_factory: Callable[[], TileReader] | None = None,
+        qc: QCThresholds | None = None,
     ) -> None:
         self.plan = plan
+        self.qc = qc
         count = max(1, min(int(workers), max(1, plan.regions)))
         side = int(plan.sizes.max()) if plan.regions else 0
         super().__init__(plan.regions, slide_path, plan.tiles.level, workers=workers,
@@ -281,7 +304,7 @@ class RegionWorkers(_Workers):
         began = time.perf_counter()
         x0, y0 = (int(v) for v in self.plan.origins[unit])
         width, height = (int(v) for v in self.plan.sizes[unit])
-        count = int(self.plan.region_starts[unit + 1] - self.plan.region_starts[unit])
+        a, b = int(self.plan.region_starts[unit]), int(self.plan.region_starts[unit + 1])
         reading = self.plan.tiles.reading
         if reading.resampled:  # the region's pixels at the model's resolution: one shrink per region
             src = source_window(x0, y0, width, height, reading.read_downsample, reading.ratio)
@@ -291,7 +314,13 @@ class RegionWorkers(_Workers):
             self.resample_seconds[wid] += time.perf_counter() - mark
         else:
             window = reader.read(x0, y0, width, height)
-        buffer.fill(unit, window, count)
+        features = None
+        if self.qc is not None:  # the region is in model pixels already
+            mark = time.perf_counter()
+            features = tile_features(window, self.plan.offsets[a:b], self.plan.tiles.tile, self.plan.tiles.glass,
+                                     self.qc)
+            self.qc_seconds[wid] += time.perf_counter() - mark
+        buffer.fill(unit, window, b - a, features)
         self.busy_seconds[wid] += time.perf_counter() - began
         self._ready.put(buffer)
         return True

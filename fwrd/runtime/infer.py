@@ -5,7 +5,10 @@ pool when the backend asks for the next batch (the Backend contract: a backend t
 flight copies them first). The clock is split three ways: waiting for decode (the pipeline is
 decode-bound when this grows), the sink (writing results), and the rest (inference).
 
-    times = run_stream(backend, decode, sink=lambda coords, scores: grid.add(coords, scores))
+    times = run_stream(backend, decode, sink=lambda coords, scores, qc: grid.add(coords, scores))
+
+The sink also receives each tile's QC features (fwrd.slide.qc; None when QC is off), which the decode
+workers computed and which travel with the batch through the backend as part of its tag.
 
 Dense scoring streams regions instead (`run_region_stream`): the backend returns each region's
 per-scale maps and every tile window the region scores is read off them (fwrd.runtime.window_scores).
@@ -35,6 +38,7 @@ class StreamTimes:
     write: float = 0.0
     decode_busy: float = 0.0  # summed over workers (they run in parallel with inference)
     resample: float = 0.0  # of decode_busy: shrinking tiles to the model's resolution (fwrd.slide.resample)
+    qc_busy: float = 0.0  # of decode_busy: computing QC features
     tiles: int = 0
     batches: int = 0
     reader: str = ""  # tile reader kind the workers used
@@ -69,10 +73,13 @@ def _feed(decode: DecodeWorkers | RegionWorkers, times: StreamTimes,
         yield item(buffer)
 
 
-def _count(times: StreamTimes, coords: np.ndarray, sink: Callable[[np.ndarray, np.ndarray], None],
-           scores: np.ndarray, on_progress: Callable[[int], None] | None) -> None:
+Sink = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], None]
+
+
+def _count(times: StreamTimes, coords: np.ndarray, sink: Sink, scores: np.ndarray, qc: np.ndarray | None,
+           on_progress: Callable[[int], None] | None) -> None:
     began = time.perf_counter()
-    sink(coords, scores)
+    sink(coords, scores, qc)
     times.tiles += len(coords)
     times.batches += 1
     if on_progress is not None:
@@ -90,34 +97,38 @@ def _finish(times: StreamTimes, started: float, decode: DecodeWorkers | RegionWo
 def run_stream(
     backend: Backend,
     decode: DecodeWorkers,
-    sink: Callable[[np.ndarray, np.ndarray], None],
+    sink: Sink,
     on_progress: Callable[[int], None] | None = None,
 ) -> StreamTimes:
-    """Score every batch `decode` produces; `sink(coords, scores)` is called in batch order."""
+    """Score every batch `decode` produces; `sink(coords, scores, qc)` is called in batch order."""
     times = StreamTimes()
     started = time.perf_counter()
-    batches = _feed(decode, times, lambda b: (b.coords[: b.count].copy(), b.tiles[: b.count]))
-    for coords, scores, _amap in backend.run_batches(batches):
+
+    def tagged(b: BatchBuffer) -> tuple[Any, np.ndarray]:
+        qc = None if b.qc is None else b.qc[: b.count].copy()
+        return (b.coords[: b.count].copy(), qc), b.tiles[: b.count]
+
+    for (coords, qc), scores, _amap in backend.run_batches(_feed(decode, times, tagged)):
         scores = np.asarray(scores, np.float32).reshape(-1)
         if len(scores) != len(coords):
             raise RuntimeError(f"backend returned {len(scores)} scores for {len(coords)} tiles")
-        _count(times, coords, sink, scores, on_progress)
+        _count(times, coords, sink, scores, qc, on_progress)
     return _finish(times, started, decode)
 
 
 def run_region_stream(
     backend: Backend,
     decode: RegionWorkers,
-    sink: Callable[[np.ndarray, np.ndarray], None],
+    sink: Sink,
     on_progress: Callable[[int], None] | None = None,
 ) -> StreamTimes:
     """Dense scoring: one backend pass per region `decode` produces, then the scores of the grid points
-    it holds; `sink(coords, scores)` per region, in the order regions finish."""
+    it holds; `sink(coords, scores, qc)` per region, in the order regions finish."""
     plan = decode.plan
     times = StreamTimes()
     started = time.perf_counter()
-    for index, maps in backend.run_regions(_feed(decode, times, lambda r: (r.index, r.pixels))):
+    for (index, qc), maps in backend.run_regions(_feed(decode, times, lambda r: ((r.index, r.qc), r.pixels))):
         a, b = int(plan.region_starts[index]), int(plan.region_starts[index + 1])
         scores = scores_at(maps, plan.tiles.tile, plan.offsets[a:b])
-        _count(times, plan.points[a:b], sink, scores, on_progress)
+        _count(times, plan.points[a:b], sink, scores, qc, on_progress)
     return _finish(times, started, decode)

@@ -30,7 +30,7 @@ from fwrd.slide.grid import tile_grid
 from fwrd.slide.reader import Slide
 from fwrd.slide.resample import Reading, choose_reading
 from fwrd.slide.tile_reader import native_tile_size
-from fwrd.slide.tissue import tissue_mask
+from fwrd.slide.tissue import tissue_and_glass
 
 MAX_BLOCK = 2048  # largest work-unit block side, level pixels (a 2300^2 RGB window is 16 MB)
 DEFAULT_BLOCK = 256  # block side when the file has no tile grid of its own
@@ -65,6 +65,7 @@ class SlidePlan:
     def source_stride(self) -> int:
         """Level pixels between grid points."""
         return self.reading.level_pixels(self.stride)
+    glass: tuple[float, ...] = (255.0, 255.0, 255.0)  # the glass colour QC white-balances tiles by
 
     @property
     def units(self) -> int:
@@ -120,7 +121,7 @@ def plan_slide(slide: Slide, config: FWRDConfig, settings: RunSettings) -> Slide
     width, height = slide.dimensions
     if width < tile0 or height < tile0:
         raise SlideError(f"{slide.path}: slide is {width}x{height} px, smaller than one {tile0} px tile")
-    mask, mask_ds = tissue_mask(slide)
+    mask, mask_ds, glass = tissue_and_glass(slide)
     points = tile_grid(mask, mask_ds, slide.dimensions, tile0, stride0, settings.min_tissue)
     if len(points) == 0:
         raise SlideError(f"{slide.path}: no tissue found (nothing to score)")
@@ -141,6 +142,7 @@ def plan_slide(slide: Slide, config: FWRDConfig, settings: RunSettings) -> Slide
         unit_sides=np.zeros(0, np.int64),
         grid_total=len(points),
         reading=reading,
+        glass=glass,
     )
     return make_units(plan, points)
 

@@ -8,13 +8,16 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
+from fwrd.config import QCThresholds
+from fwrd.slide.qc_features import FEATURE_RULES
 from fwrd.errors import FwrdError
 from fwrd.slide.grid import DEFAULT_MIN_TISSUE
 
 # How grids and tiles come out of a slide: the tissue mask at the reference's resolution from any level
-# (fwrd.slide.thumbnail) and footprints shrunk by box averaging (fwrd.slide.resample). Part of the resume
-# keys, so outputs and journals made under other rules are scored again instead of kept.
-READING_RULES = "mask@15.55um;box-shrink;v1"
+# (fwrd.slide.thumbnail), white-balanced by its glass with the saturation threshold capped (fwrd.slide.tissue),
+# and footprints shrunk by box averaging (fwrd.slide.resample). Part of the resume keys, so outputs and
+# journals made under other rules are scored again instead of kept.
+READING_RULES = "mask@15.55um;glass-balance;s<=0.12;box-shrink;v2"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class RunSettings:
             default, see fwrd.runtime.regions.default_side).
         margin: dense only: context kept around every tile window, level pixels, a multiple of 32
             (None: fwrd.runtime.regions.default_margin).
+        qc: find artifacts (pen, dirt, bubbles, folds, blur: fwrd.slide.qc) and keep them out of the calls.
+        qc_thresholds: the thresholds QC applies (None until `qc_settings` fills in the model's own).
     """
 
     batch_size: int = 16
@@ -58,6 +63,8 @@ class RunSettings:
     dense: bool = False
     region: int | None = None
     margin: int | None = None
+    qc: bool = True
+    qc_thresholds: QCThresholds | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "workers"):
@@ -94,6 +101,9 @@ class RunSettings:
                   "reading": READING_RULES, "reader": "auto" if self.prefer_direct else "openslide"}
         if self.dense:  # other scores than tile passes (and, within a tolerance, per region geometry)
             fields["dense"] = {"region": self.region, "margin": self.margin}
+        if self.qc:  # the journal holds QC features (made by FEATURE_RULES), and the calls depend on the thresholds
+            fields["qc"] = {"thresholds": self.qc_thresholds.to_dict() if self.qc_thresholds is not None else "model",
+                            "features": FEATURE_RULES}
         if slide:
             fields["slide"] = slide
         return _digest(fields)
@@ -105,7 +115,9 @@ class RunSettings:
         return _digest(fields)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["qc_thresholds"] = None if self.qc_thresholds is None else self.qc_thresholds.to_dict()
+        return data
 
 
 def usable_cpus() -> int:

@@ -19,6 +19,10 @@ become "ok, score 0".
     with open_backend("rd.onnx") as backend:
         result = score_slide("tumor_001.tif", backend, Path("out"), RunSettings(stride=64))
 
+QC (`RunSettings(qc=True)`, the default): the decode workers compute each tile's QC features, and at the end
+fwrd.runtime.qc_gate judges them against the slide's own tissue, keeps flagged tiles out of every call and
+gives the slide's status, `ok` or `review` (summary.json's `status` and `review_reason`).
+
 Dense scoring (`RunSettings(dense=True)`, a backend opened with `region=...`): the same grid and outputs,
 scored from region passes (fwrd.runtime.regions, RegionWorkers, run_region_stream); summary.json records
 the mode and the region geometry, and the resume keys differ from per-tile scoring's.
@@ -30,6 +34,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,16 +43,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from fwrd.atomic import remove_stale_temps
+from fwrd.atomic import atomic_open, remove_stale_temps
 from fwrd.errors import FwrdError, ModelError, SlideError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers, RegionWorkers
 from fwrd.runtime.infer import StreamTimes, run_region_stream, run_stream
-from fwrd.runtime.outputs.areas import tissue_area_mm2, tumor_area_mm2
+from fwrd.runtime.outputs.areas import cells_area_mm2, tissue_area_mm2, tumor_area_mm2
 from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
-from fwrd.runtime.outputs.heatmap import ScoreGrid
+from fwrd.runtime.outputs.heatmap import ScoreGrid, save_heatmap_png
 from fwrd.runtime.outputs.locks import slide_lock
 from fwrd.runtime.outputs.overlay import TissueMask, demo_stamp, save_overlay
 from fwrd.runtime.outputs.slide_folder import (
@@ -75,10 +80,13 @@ from fwrd.runtime.outputs.tiles import (
     write_tiles_csv,
 )
 from fwrd.runtime.plan import SlidePlan, plan_slide
+from fwrd.runtime.qc_gate import QCStore, SlideGate, gate_off, gate_slide
 from fwrd.runtime.regions import RegionPlan, default_margin, plan_regions
 from fwrd.runtime.settings import RunSettings, usable_cpus
 from fwrd.safe_text import for_terminal
 from fwrd.slide.identity import identify
+from fwrd.slide.qc import kind_names
+from fwrd.slide.qc_features import FEATURES
 from fwrd.slide.reader import Slide, open_slide
 from fwrd.slide.thumbnail import thumbnail as slide_thumbnail
 from fwrd.slide.tiff_level import refuse_missing_by_tissue
@@ -93,7 +101,8 @@ class SlideResult:
 
     name: str
     path: Path
-    status: str  # "ok" | "skipped" (complete outputs already there) | "failed" | "busy" (another process has it)
+    status: str  # "ok" | "review" (QC cannot vouch for the calls) | "skipped" (complete outputs there) | "failed"
+    #              | "busy" (another process has it)
     score: float | None = None
     error: str = ""
     out_dir: Path | None = None
@@ -146,7 +155,7 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
     began = time.perf_counter()
     check_slide_file(slide_path)
     check_replaceable(out_dir, name)
-    settings = dense_settings(settings, backend)
+    settings = qc_settings(dense_settings(settings, backend), backend)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
     final = out_dir / name
@@ -155,7 +164,8 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
     if settings.resume:
         done = _already_done(out_dir, name, run_key, identity)
         if done is not None:
-            return SlideResult(name, slide_path, "skipped", done.get("score"), "", final, done)
+            return SlideResult(name, slide_path, "skipped", done.get("score"), str(done.get("review_reason") or ""),
+                               final, done)
         staging = open_staging(out_dir, name)
     else:
         staging = fresh_staging(out_dir, name)
@@ -176,23 +186,31 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
         t_tissue = time.perf_counter() - mark
 
         grid = ScoreGrid(plan.geometry)
+        store = QCStore() if settings.qc else None
+        columns = FEATURES if settings.qc else ()
         journal_file = journal_path(staging / "tiles.csv")
         score_key = settings.score_key(backend.scores_identity(), identity)
-        resumed = _load_journal(journal_file, score_key, grid, plan) if settings.resume else 0
+        resumed = _load_journal(journal_file, score_key, grid, plan, store) if settings.resume else 0
         todo: SlidePlan | RegionPlan = regions if regions is not None else plan
         if resumed:
             todo = todo.without(grid.is_scored(todo.points))
 
-        journal = TileJournal(journal_file, score_key, continue_existing=resumed > 0)
+        journal = TileJournal(journal_file, score_key, continue_existing=resumed > 0, columns=columns)
         try:
-            times = _stream(slide, todo, backend, settings, grid, journal, resumed)
+            times = _stream(slide, todo, backend, settings, grid, journal, resumed, store)
         finally:
             journal.close()
 
         mark = time.perf_counter()
         _check_finite(grid, backend, slide)
         threshold = backend.config.threshold_for(settings.dense) if settings.threshold is None else settings.threshold
-        summary = _write_outputs(slide, staging, plan, grid, threshold, settings, demo_stamp(backend.config))
+        qc_began = time.perf_counter()
+        if store is not None and settings.qc_thresholds is not None:
+            gate = gate_slide(grid, store, settings.qc_thresholds, threshold, _cells_area(plan, slide.mpp))
+        else:
+            gate = gate_off(grid)
+        t_judge = time.perf_counter() - qc_began
+        summary = _write_outputs(slide, staging, plan, grid, threshold, settings, gate, demo_stamp(backend.config))
         summary.update(_mode(settings, regions))
         t_write = time.perf_counter() - mark + times.write
 
@@ -216,6 +234,8 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
                 "resample": round(times.resample, 4),  # part of decode: shrinking tiles to the model's resolution
                 "decode_wait": round(times.wait_decode, 4),
                 "inference": round(times.inference, 4),
+                "qc_features": round(times.qc_busy, 4),  # summed over decode workers, inside "decode"
+                "qc_judge": round(t_judge, 4),
                 "write": round(t_write, 4),
                 "stream": round(times.wall, 4),
                 "total": round(time.perf_counter() - began, 4),
@@ -235,7 +255,7 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
     write_summary(staging, summary)
     journal.discard()  # only now: a crash before the summary can still resume from the journal
     swap_in(staging, final)
-    return SlideResult(name, slide_path, "ok", summary["score"], "", final, summary)
+    return SlideResult(name, slide_path, summary["status"], summary["score"], summary["review_reason"], final, summary)
 
 
 DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation scores; dense scores of the same "
@@ -262,6 +282,13 @@ def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
                          f"{settings.region}")
     margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
     return replace(settings, region=backend.region, margin=margin)
+
+
+def qc_settings(settings: RunSettings, backend: Backend) -> RunSettings:
+    """`settings` with the model's QC thresholds filled in (they are part of the resume keys); QC off: unchanged."""
+    if not settings.qc or settings.qc_thresholds is not None:
+        return settings
+    return replace(settings, qc_thresholds=backend.config.qc)
 
 
 def _mode(settings: RunSettings, regions: RegionPlan | None) -> dict[str, Any]:
@@ -316,12 +343,13 @@ def _batch_size(backend: Backend, settings: RunSettings) -> int:
     return min(settings.batch_size, limit) if limit else settings.batch_size
 
 
-def _load_journal(path: Path, key: str, grid: ScoreGrid, plan: SlidePlan) -> int:
-    """Put the scores of an interrupted run into `grid`; returns how many (0: start afresh)."""
-    prior = read_journal(path, key)
+def _load_journal(path: Path, key: str, grid: ScoreGrid, plan: SlidePlan, store: QCStore | None) -> int:
+    """Put the scores (and QC features) of an interrupted run into `grid` (and `store`); returns how many
+    (0: start afresh)."""
+    prior = read_journal(path, key, FEATURES if store is not None else ())
     if prior is None or len(prior[0]) == 0:
         return 0
-    coords, scores = prior
+    coords, scores, features = prior
     g = plan.geometry
     rows, cols = g.cells(coords)
     on_lattice = (coords % g.stride == 0).all(axis=1)
@@ -333,16 +361,22 @@ def _load_journal(path: Path, key: str, grid: ScoreGrid, plan: SlidePlan) -> int
     planned[prow, pcol] = True
     keep = planned[rows, cols]
     grid.add(coords[keep], scores[keep])
+    if store is not None:
+        store.add(coords[keep], features[keep])
     return int(grid.count)
 
 
 def _stream(
     slide: Slide, todo: SlidePlan | RegionPlan, backend: Backend, settings: RunSettings, grid: ScoreGrid,
-    journal: TileJournal, resumed: int,
+    journal: TileJournal, resumed: int, store: QCStore | None,
 ) -> StreamTimes:
-    def sink(coords: np.ndarray, scores: np.ndarray) -> None:
+    def sink(coords: np.ndarray, scores: np.ndarray, qc: np.ndarray | None) -> None:
         grid.add(coords, scores)
-        journal.append(coords, scores)
+        if store is not None:
+            if qc is None:
+                raise FwrdError(f"{slide.path}: QC is on but the decode workers gave no QC features")
+            store.add(coords, qc)
+        journal.append(coords, scores, qc if store is not None else None)
 
     bar = tqdm(
         total=todo.grid_total, initial=resumed, unit="tile", desc=slide.name, file=sys.stderr,
@@ -350,13 +384,14 @@ def _stream(
     )
     decode: DecodeWorkers | RegionWorkers
     workers = min(settings.workers, usable_cpus())  # more threads than CPUs: only memory (a buffer pool each)
+    qc = settings.qc_thresholds if store is not None else None
     if isinstance(todo, RegionPlan):
         decode = RegionWorkers(todo, slide.path, workers=workers, buffers=settings.buffers,
-                               prefer_direct=settings.prefer_direct)
+                               prefer_direct=settings.prefer_direct, qc=qc)
     else:
         decode = DecodeWorkers(
             todo, slide.path, batch_size=_batch_size(backend, settings), workers=workers,
-            buffers=settings.buffer_count(workers), prefer_direct=settings.prefer_direct,
+            buffers=settings.buffer_count(workers), prefer_direct=settings.prefer_direct, qc=qc,
         )
     try:
         with decode:
@@ -369,42 +404,54 @@ def _stream(
     times.reader = decode.reader_kind
     times.workers = decode.worker_count if decode.units else 0
     times.resample = float(sum(decode.resample_seconds))
+    times.qc_busy = float(sum(decode.qc_seconds))
     return times
 
 
 def _write_outputs(
     slide: Slide, slide_dir: Path, plan: SlidePlan, grid: ScoreGrid, threshold: float, settings: RunSettings,
-    stamp: str | None = None,
+    gate: SlideGate, stamp: str | None = None,
 ) -> dict[str, Any]:
+    """Every output file; calls (threshold, detections, GeoJSON, areas, slide score) from the gated heatmap."""
     if grid.count != plan.grid_total:
         raise FwrdError(f"{slide.path}: scored {grid.count} of {plan.grid_total} tiles; outputs not written")
     g = plan.geometry
-    scores = grid.scores()
+    values = gate.values  # flagged cells NaN
+    scores = values[grid.scored]
     scale = model_scale(threshold)  # one colour scale for every slide of the model
     mpp = slide.mpp
     source = _scale_source(slide)
-    write_tiles_csv(grid, slide_dir / "tiles.csv")
-    grid.save_npy(slide_dir / "heatmap.npy")
-    grid.save_png(slide_dir / "heatmap.png", scale, title=slide.name, mpp=mpp, mpp_source=source, stamp=stamp)
-    features = write_geojson(slide_dir / "tumor.geojson", grid.values, g, threshold, mpp)
-    save_overlay(slide_dir / "overlay.png", thumbnail(slide), grid.values, g, scale, title=slide.name,
+    write_tiles_csv(grid, slide_dir / "tiles.csv", kind_names(gate.codes) if settings.qc else None)
+    with atomic_open(slide_dir / "heatmap.npy", "wb") as handle:
+        np.save(handle, values)
+    excluded = gate.flagged if settings.qc else None
+    save_heatmap_png(values, slide_dir / "heatmap.png", scale, title=slide.name,
+                     cell_um=None if mpp is None else g.stride * mpp, mpp_source=source, stamp=stamp,
+                     excluded=excluded)
+    features = write_geojson(slide_dir / "tumor.geojson", values, g, threshold, mpp)
+    save_overlay(slide_dir / "overlay.png", thumbnail(slide), values, g, scale, title=slide.name,
                  features=features, mpp=mpp, mpp_source=source, stamp=stamp,
-                 tissue=TissueMask(plan.mask, plan.mask_downsample))
+                 tissue=TissueMask(plan.mask, plan.mask_downsample), excluded=excluded)
     radius = settings.nms_radius or default_radius(g.stride)
-    detections = write_detections(slide_dir / "detections.csv", grid.values, g, radius)
-    tumor_cells = int(np.count_nonzero(scores >= threshold))
+    detections = write_detections(slide_dir / "detections.csv", values, g, radius)
+    tumor_cells = int(np.count_nonzero(np.isfinite(scores) & (scores >= threshold)))
+    raw = grid.scores()
     finite = scores[np.isfinite(scores)]
     reading = plan.reading
     return {
         "slide": slide.name,
         "path": str(slide.path),
+        "status": gate.status,
+        "review_reason": gate.reason,
         "score": slide_score(scores, threshold),
         "max_score": float(finite.max()) if finite.size else None,
+        "max_score_raw": float(raw.max()) if raw.size else None,
         "threshold": float(threshold),
         "tiles_scored": int(grid.count),
+        "tiles_excluded": int(np.count_nonzero(gate.flagged & grid.scored)),
         "tiles_above_threshold": tumor_cells,
         "tissue_area_mm2": tissue_area_mm2(plan.mask, plan.mask_downsample, mpp),
-        "tumor_area_mm2": tumor_area_mm2(plan.mask, plan.mask_downsample, grid.values, g, threshold, mpp),
+        "tumor_area_mm2": tumor_area_mm2(plan.mask, plan.mask_downsample, values, g, threshold, mpp),
         "tumor_regions": len(features),
         "detections": detections,
         "nms_radius_cells": radius,
@@ -423,12 +470,18 @@ def _write_outputs(
         "stride_level0": g.stride,
         "slide_dimensions": list(slide.dimensions),
         "heatmap_shape": list(grid.values.shape),
+        "qc": gate.summary,
     }
 
 
 def thumbnail(slide: Slide, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
     """The whole slide as RGB, long side <= max_side (fwrd.slide.thumbnail: never a whole large level)."""
     return slide_thumbnail(slide, max_side)
+
+
+def _cells_area(plan: SlidePlan, mpp: float | None) -> Callable[[np.ndarray], float | None]:
+    """mm^2 of tissue under a set of heatmap cells (QC's kinds), on the tumour area's footing."""
+    return lambda cells: cells_area_mm2(plan.mask, plan.mask_downsample, cells, plan.geometry, mpp)
 
 
 def _scale_source(slide: Slide) -> str:

@@ -160,6 +160,24 @@ def magnification(mpp: float) -> str:
     return f"{nearest:g}x" if abs(power / nearest - 1.0) <= 0.2 else f"about {power:.0f}x"
 
 
+def model_view(window: np.ndarray, offsets: np.ndarray, reading: Reading) -> tuple[np.ndarray, np.ndarray]:
+    """(`window` at the model's resolution, the tiles' top-lefts in it) for a window of `reading.level` pixels
+    and its tiles' footprint top-lefts (x, y, level pixels). As it is when the reading does not resample;
+    otherwise the whole window shrunk once (BOX) and the top-lefts divided by the ratio, rounded and kept
+    inside: each tile lies within half a model pixel of its footprint (QC's view of a work unit, whose
+    numbers are tile averages; the model's own tiles are shrunk one footprint at a time, read_tile)."""
+    offsets = np.asarray(offsets, np.int64).reshape(-1, 2)
+    if not reading.resampled:
+        return window, offsets
+    h, w = window.shape[:2]
+    ratio = reading.ratio
+    out_w, out_h = max(reading.tile, int(w / ratio)), max(reading.tile, int(h / ratio))
+    pixels = shrink(window, out_w, out_h, (0.0, 0.0, out_w * ratio, out_h * ratio))
+    top_lefts = np.rint(offsets / ratio).astype(np.int64)
+    top_lefts = np.minimum(top_lefts, np.array([out_w, out_h]) - reading.tile)
+    return pixels, np.maximum(top_lefts, 0)
+
+
 def read_tile(slide: Slide, reading: Reading, x: int, y: int, context: int = 0) -> np.ndarray:
     """The model's view of the tile whose level-0 top-left is (x, y), with `context` model pixels of its
     surroundings on every side: uint8 [tile + 2 context, tile + 2 context, 3], read at `reading.level` and

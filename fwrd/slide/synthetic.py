@@ -167,6 +167,24 @@ def _write_slide(
     _atomic(path, write)
 
 
+def write_rgb_slide(
+    path: str | Path, rgb: np.ndarray, *, fmt: str = "svs", mpp: float | None = 0.243, file_tile: int = 256,
+    quality: int = 90,
+) -> Path:
+    """Write any level-0 RGB image (uint8 [h, w, 3]) as a pyramidal tiled-JPEG slide, like the synthetic
+    ones (tests paint artifacts on slides this way: fwrd.slide.synthetic_artifacts)."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise FwrdError(f"unknown slide format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    height, width = rgb.shape[:2]
+    levels = [np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)]
+    for _ in level_sizes(width, height)[1:]:
+        levels.append(_halve(levels[-1]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_slide(path, levels, fmt, mpp, file_tile, quality)
+    return path
+
+
 def write_mask(
     path: Path, ann: Annotations, sizes: list[tuple[int, int]], mpp: float | None, tile: int, bigtiff: bool
 ) -> None:

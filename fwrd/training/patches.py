@@ -15,6 +15,12 @@ With `mpp` M (`fwrd-patches --mpp`) patches are read at M microns per pixel what
 from the level at M, or shrunk from a finer one with the one resampling scoring uses (fwrd.slide.resample),
 so a model trained on them sees at run time the pixels it was trained on; patches.json records M.
 
+With `qc` thresholds (the default; fwrd.slide.qc) every patch is checked before it is written, on the pixels
+the model will see (read_tile): patches QC flags (pen, dirt, bubble; fold and blur judged against the slide's
+other patches) are skipped and counted (`PatchResult.skipped`, patches.json `qc_skipped`), so a model learns
+neither artifacts as normal tissue nor as tumor. Only the requested patches are read; a skipped one is not
+replaced, so counts can fall short.
+
 With `context` C > 0 each PNG is (tile + 2C) px: the tile with C px of its real surroundings on every
 side (white beyond the slide's edge), for training a model that dense scoring can use (README, Dense
 scoring). Sampling, labels and x, y are those of the tile itself, whatever C.
@@ -42,12 +48,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from fwrd import __version__
-from fwrd.config import validate_context, validate_tile_size
+from fwrd.config import QCThresholds, validate_context, validate_tile_size
 from fwrd.errors import DataError, FwrdError, InputNotFound
 from fwrd.slide.annotations import find_annotation, load_asap_xml
 from fwrd.slide.discover import find_slides, slide_name
+from fwrd.slide.qc import KINDS, judge
+from fwrd.slide.qc_features import tile_features
 from fwrd.slide.reader import open_slide
 from fwrd.slide.resample import Reading, choose_reading, read_tile
+from fwrd.slide.tissue import tissue_and_glass
 from fwrd.training.patch_sampling import (
     DEFAULT_MIN_TISSUE,
     allocate,
@@ -69,6 +78,7 @@ class PatchResult:
     per_slide: dict[str, dict[str, int]]  # slide -> label -> patches written
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # QC kind -> patches not written
 
     @property
     def total(self) -> int:
@@ -161,6 +171,7 @@ def extract_patches(
     workers: int = DEFAULT_WORKERS,
     context: int = 0,
     mpp: float | None = None,
+    qc: QCThresholds | None = QCThresholds(),
 ) -> PatchResult:
     """Extract `n_normal` normal and `n_tumor` tumor patches of `tile` px at `level`, or at `mpp` microns
     per pixel (module docstring)."""
@@ -204,14 +215,17 @@ def extract_patches(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        rows = _write_patches(tmp, plans, tile, progress, workers, context)
+        skipped: dict[str, int] = {}
+        rows = _write_patches(tmp, plans, tile, progress, workers, context, qc, skipped)
         counts = {label: sum(1 for r in rows if r[5] == label) for label in LABELS}
-        per_slide = {p.name: {label: len(p.picks[label]) for label in LABELS} for p in plans}
+        per_slide = {p.name: {label: sum(1 for r in rows if r[0] == p.name and r[5] == label) for label in LABELS}
+                     for p in plans}
         meta = {
             "level": int(level), "tile": int(tile), "context": context,
             "mpp": float(mpp) if mpp is not None else _common_mpp(plans),
             "resampling": "Pillow BOX (area average) from the finest level at least as fine" if mpp is not None else None,
             "seed": int(seed), "min_tissue": float(min_tissue), "requested": requested, "counts": counts,
+            "qc": None if qc is None else qc.to_dict(), "qc_skipped": skipped,
             "slides": {p.name: {"mpp": p.mpp, "level": p.reading.level, "source_tile": p.reading.source,
                                 **per_slide[p.name]} for p in plans},
             "fwrd_version": __version__,
@@ -221,18 +235,37 @@ def extract_patches(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return PatchResult(out, counts, requested, per_slide, time.perf_counter() - start, warnings)
+    if sum(skipped.values()):
+        warnings.append(f"skipped {sum(skipped.values())} patches QC flagged ("
+                        + ", ".join(f"{k} {n}" for k, n in skipped.items()) + ")")
+    return PatchResult(out, counts, requested, per_slide, time.perf_counter() - start, warnings, skipped)
 
 
 def _save_png(rgb: np.ndarray, path: Path) -> None:
     Image.fromarray(rgb).save(path, compress_level=1)  # level 1: half the size of 0, 4x faster than 6
 
 
+def _qc_keep(slide, jobs: list[tuple[int, int, str]], reading: Reading, qc: QCThresholds,
+             skipped: dict[str, int]) -> set[tuple[int, int, str]]:
+    """The jobs whose tile QC does not flag: each tile read as the model sees it (read_tile), its features
+    judged against the slide's other picks (fwrd.slide.qc). A first pass over the picks: QC must see them all
+    before judging (a second read, rather than every patch of the slide held in memory)."""
+    _, _, glass = tissue_and_glass(slide)
+    features = np.concatenate([tile_features(read_tile(slide, reading, x, y), np.zeros((1, 2)), reading.tile,
+                                             glass, qc) for y, x, _ in jobs])
+    codes = judge(features, qc).codes
+    for code in codes[codes > 0].tolist():
+        kind = KINDS[code - 1]
+        skipped[kind] = skipped.get(kind, 0) + 1
+    return {job for job, code in zip(jobs, codes.tolist()) if code == 0}
+
+
 def _write_patches(
-    tmp: Path, plans: list[_SlidePlan], tile: int, progress: bool, workers: int, context: int = 0
+    tmp: Path, plans: list[_SlidePlan], tile: int, progress: bool, workers: int, context: int = 0,
+    qc: QCThresholds | None = None, skipped: dict[str, int] | None = None,
 ) -> list[tuple]:
     """Read the patches in this thread and encode the PNGs on `workers` threads (both release the
-    GIL), with a bounded queue so memory stays flat."""
+    GIL), with a bounded queue so memory stays flat; patches QC flags are skipped and counted."""
     for label in LABELS:
         (tmp / label).mkdir(parents=True)
     rows: list[tuple] = []
@@ -245,6 +278,10 @@ def _write_patches(
             if not jobs:
                 continue
             with open_slide(plan.path) as slide:
+                if qc is not None:
+                    keep = _qc_keep(slide, sorted(jobs), plan.reading, qc, skipped if skipped is not None else {})
+                    bar.update(len(jobs) - len(keep))
+                    jobs = [job for job in jobs if job in keep]
                 for y, x, label in sorted(jobs):  # row-major: neighbouring reads share file tiles
                     rgb = read_tile(slide, plan.reading, x, y, context)
                     pending.append(pool.submit(_save_png, rgb, tmp / label / f"{plan.name}_{x}_{y}.png"))

@@ -8,6 +8,7 @@ do not overlap, and the tissue fraction of each square is read off the mask exac
 (grid.footprint_fraction), so tumour <= tissue by construction.
 
     tumor_area_mm2(mask, mask_ds, grid.values, geometry, threshold, mpp)
+    cells_area_mm2(mask, mask_ds, cells, geometry, mpp)     # any set of cells (QC's kinds), same footing
 """
 
 from __future__ import annotations
@@ -28,12 +29,20 @@ def tissue_area_mm2(mask: np.ndarray, mask_downsample: float, mpp: float | None)
 def tumor_area_mm2(mask: np.ndarray, mask_downsample: float, values: np.ndarray, geometry: CellGeometry,
                    threshold: float, mpp: float | None) -> float | None:
     """Area in mm^2 of tissue under the cells scoring >= `threshold` (None without a resolution)."""
+    with np.errstate(invalid="ignore"):
+        return cells_area_mm2(mask, mask_downsample, np.isfinite(values) & (values >= threshold), geometry, mpp)
+
+
+def cells_area_mm2(mask: np.ndarray, mask_downsample: float, cells: np.ndarray, geometry: CellGeometry,
+                   mpp: float | None) -> float | None:
+    """Area in mm^2 of tissue under the heatmap cells set in `cells` (bool, the grid's shape; None without a
+    resolution): the tumour area, and the area of each kind QC excluded, on one footing."""
     if mpp is None:
         return None
-    rows, cols = np.nonzero(np.isfinite(values) & (values >= threshold))
+    rows, cols = np.nonzero(cells)
     if rows.size == 0:
         return 0.0
-    # only the rows and columns that hold a tumour cell: the separable fraction is (rows x cols)
+    # only the rows and columns that hold a cell: the separable fraction is (rows x cols)
     urows, ucols = np.unique(rows), np.unique(cols)
     xs = ucols * geometry.stride + geometry.offset
     ys = urows * geometry.stride + geometry.offset

@@ -100,35 +100,47 @@ class ScoreGrid:
                          mpp_source=mpp_source, stamp=stamp)
 
 
+EXCLUDED_GREY = (128, 128, 128)  # heatmap.png: tiles QC kept out of the calls (not scored)
+
+
 def render_heatmap(
     values: np.ndarray, scale: ScoreScale, *, title: str, cell_um: float | None = None, min_side: int = 512,
-    mpp_source: str = "", stamp: str | None = None,
+    mpp_source: str = "", stamp: str | None = None, excluded: np.ndarray | None = None,
 ) -> Image.Image:
-    """The grid colour-mapped over `scale` (white where nothing was scored), enlarged (nearest) so its
-    long side is >= min_side, with a scale bar when the cell size is known, framed by the title and
-    the key of the scale (the same on every slide of the model)."""
+    """The grid colour-mapped over `scale` (white where nothing was scored, grey where QC excluded the tile),
+    enlarged (nearest) so its long side is >= min_side, with a scale bar when the cell size is known, framed
+    by the title and the key of the scale (the same on every slide of the model)."""
     factor = max(1, min(64, min_side // max(1, max(values.shape))))
-    image = Image.fromarray(apply_colormap(values, scale.lo, scale.hi))
+    rgb = apply_colormap(values, scale.lo, scale.hi)
+    if excluded is not None:
+        rgb[excluded] = EXCLUDED_GREY
+    image = Image.fromarray(rgb)
     if factor > 1:
         image = image.resize((values.shape[1] * factor, values.shape[0] * factor), Image.NEAREST)
     draw_scale_bar(image, None if cell_um is None else cell_um / factor, mpp_source)
     bar = LUT[np.linspace(0, len(LUT) - 1, 512).round().astype(np.intp)]
     blank = Image.new("RGB", (22, 14), (255, 255, 255))
     ImageDraw.Draw(blank).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
-    key = colour_key(scale, bar, "tile score (same scale for every slide of this model)",
-                     [(blank, "not scored (glass, or too little tissue under a tile)")])
+    entries = [(blank, "not scored (glass, or too little tissue under a tile)")]
+    if excluded is not None:
+        grey = Image.new("RGB", (22, 14), EXCLUDED_GREY)
+        ImageDraw.Draw(grey).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
+        entries.append((grey, "excluded by QC (artifact): not scored"))
+    key = colour_key(scale, bar, "tile score (same scale for every slide of this model)", entries)
     finite = values[np.isfinite(values)]
+    dropped = 0 if excluded is None else int(np.count_nonzero(excluded))
     subtitle = (f"{finite.size} tiles scored, {int(np.count_nonzero(finite >= scale.threshold))} "
-                f">= threshold {fmt(scale.threshold)}; one square per tile"
+                f">= threshold {fmt(scale.threshold)}" + (f", {dropped} excluded by QC" if dropped else "")
+                + "; one square per tile"
                 + ("" if cell_um else "; the slide records no resolution (no scale bar)"))
     return frame(image, title, subtitle, key, stamp)
 
 
 def save_heatmap_png(
     values: np.ndarray, path: str | Path, scale: ScoreScale, *, title: str, cell_um: float | None = None,
-    min_side: int = 512, mpp_source: str = "", stamp: str | None = None,
+    min_side: int = 512, mpp_source: str = "", stamp: str | None = None, excluded: np.ndarray | None = None,
 ) -> None:
     image = render_heatmap(values, scale, title=title, cell_um=cell_um, min_side=min_side, mpp_source=mpp_source,
-                           stamp=stamp)
+                           stamp=stamp, excluded=excluded)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")

@@ -110,7 +110,8 @@ def colour_key(
 ) -> Image.Image:
     """The key: `caption`, then a horizontal colour bar (`bar`: uint8 [n, 3], the colour of each
     position from scale.lo to scale.hi) with the threshold marked above it and ticks below it, then
-    small swatches with their meaning. Depends on the scale only, so it is identical on every slide."""
+    small swatches with their meaning, wrapped onto as many lines as they need. Depends on the scale and
+    the swatches only, so it is identical on every slide that shows the same entries."""
     face = font(13)
     rows = swatch_rows(swatches, face)
     height = BAR_TOP + BAR_HEIGHT + 22 + SWATCH_ROW * len(rows) + 6

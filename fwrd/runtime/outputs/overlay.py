@@ -5,10 +5,11 @@ score of the heatmap cell whose square (heatmap.py) holds its level-0 centre; le
 threshold (and off tissue) untouched, so the H&E stays visible, and blend those at or above it with
 colormap.py's yellow -> red ramp, opacity growing with the score; hatch tissue that no tile scored (too
 little tissue under a tile, or the slide's edge), so it never passes for tissue scored benign; outline
-tumor.geojson's regions; add a micrometre scale bar saying which resolution it rests on; frame it with
-the slide name, the result, a red stamp for a demo model (random teacher) and the key of the model's
-fixed scale (legend.py), identical on every slide of the model. The key's entries are a list
-(`key_entries`): a new kind of area adds one swatch and one line.
+tumor.geojson's regions; tint the tiles QC excluded (fwrd.runtime.qc_gate: artifacts, never called) teal;
+add a micrometre scale bar saying which resolution it rests on; frame it with the slide name, the result, a
+red stamp for a demo model (random teacher) and the key of the model's fixed scale (legend.py), identical
+on every slide of the model run with the same QC setting. The key's entries are a list (`key_entries`): a
+new kind of area adds one swatch and one line.
 
     save_overlay(out / "overlay.png", thumb, grid.values, grid.geometry, model_scale(threshold),
                  title="tumor_001", features=features, mpp=slide.mpp, tissue=TissueMask(mask, 64.0))
@@ -39,6 +40,8 @@ UNSCORED = (40, 90, 150)  # hatch over tissue no tile scored: a cool blue, apart
 HATCH = 6  # period of the diagonal hatch, pixels (2 of every 6 diagonals are drawn)
 HATCH_ALPHA = 0.7
 DEMO_STAMP = "DEMO MODEL: random teacher - its scores mean nothing on real tissue"
+EXCLUDED = (0, 150, 170)  # tiles QC kept out of the calls: teal, apart from the ramp, the outline and H&E
+EXCLUDED_ALPHA = 0.55
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,20 @@ def hatch_unscored(image: np.ndarray, unscored: np.ndarray) -> np.ndarray:
     return out
 
 
+def excluded_pixels(shape: tuple[int, int], excluded: np.ndarray, geometry: CellGeometry) -> np.ndarray:
+    """bool [h, w]: the picture's pixels whose heatmap cell QC excluded."""
+    cells = cell_values(shape, excluded.astype(np.float32), geometry)
+    return np.nan_to_num(cells, nan=0.0) > 0.5
+
+
+def blend_excluded(picture: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """uint8 [h, w, 3]: `picture` with the pixels `hit` (excluded_pixels) tinted EXCLUDED."""
+    out = np.array(picture, copy=True)
+    out[hit] = np.round((1 - EXCLUDED_ALPHA) * out[hit].astype(np.float64)
+                        + EXCLUDED_ALPHA * np.array(EXCLUDED)).astype(np.uint8)
+    return out
+
+
 def draw_outlines(image: Image.Image, features: Sequence[dict[str, Any]], geometry: CellGeometry) -> None:
     """Every ring (exterior and holes) of the GeoJSON `features` (level-0 coordinates) on `image`."""
     draw = ImageDraw.Draw(image)
@@ -115,26 +132,32 @@ def _swatch(fill: tuple[int, int, int]) -> Image.Image:
     return swatch
 
 
-def key_entries() -> list[tuple[Image.Image, str]]:
-    """The overlay key's swatches and their meaning, in order; extend the list for a new kind of area."""
+def key_entries(qc: bool = False) -> list[tuple[Image.Image, str]]:
+    """The overlay key's swatches and their meaning, in order (with `qc`, the tiles QC excluded too);
+    extend the list for a new kind of area."""
     tissue = _swatch(TISSUE)
     hatched = Image.fromarray(hatch_unscored(np.asarray(_swatch(TISSUE)), np.ones((14, 22), bool)))
     ImageDraw.Draw(hatched).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
     outline = Image.new("RGB", (22, 14), (255, 255, 255))
     ImageDraw.Draw(outline).rectangle([1, 1, 20, 12], outline=OUTLINE, width=OUTLINE_WIDTH)
-    return [
+    entries = [
         (tissue, "scored below threshold: H&E as scanned"),
         (hatched, "tissue not scored (too little under a tile, or the edge)"),
         (outline, "tumor region (tumor.geojson)"),
     ]
+    if qc:
+        excluded = Image.fromarray(blend_excluded(np.asarray(_swatch(TISSUE)), np.ones((14, 22), bool)))
+        ImageDraw.Draw(excluded).rectangle([0, 0, 21, 13], outline=(150, 150, 150))
+        entries.append((excluded, "excluded by QC (artifact: pen, dirt, bubble, fold, blur): not scored"))
+    return entries
 
 
-def overlay_key(scale: ScoreScale) -> Image.Image:
+def overlay_key(scale: ScoreScale, qc: bool = False) -> Image.Image:
     """The overlay's key: the ramp as it looks on tissue, uncoloured below the threshold, then key_entries."""
     positions = scale.lo + (scale.hi - scale.lo) * np.linspace(0.0, 1.0, 512)
     rgb, alpha = overlay_colours(positions, scale)
     bar = np.round((1 - alpha[:, None]) * np.array(TISSUE) + alpha[:, None] * rgb).astype(np.uint8)
-    return colour_key(scale, bar, "tile score (same scale for every slide of this model)", key_entries())
+    return colour_key(scale, bar, "tile score (same scale for every slide of this model)", key_entries(qc))
 
 
 def result_line(values: np.ndarray, scale: ScoreScale, regions: int) -> str:
@@ -148,7 +171,7 @@ def result_line(values: np.ndarray, scale: ScoreScale, regions: int) -> str:
 def render_overlay(
     thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *, title: str,
     features: Sequence[dict[str, Any]] = (), mpp: float | None = None, mpp_source: str = "",
-    stamp: str | None = None, tissue: TissueMask | None = None,
+    stamp: str | None = None, tissue: TissueMask | None = None, excluded: np.ndarray | None = None,
 ) -> Image.Image:
     picture = Image.fromarray(np.ascontiguousarray(thumb[..., :3]))
     long_side = max(picture.size)
@@ -156,23 +179,30 @@ def render_overlay(
         factor = min(4, math.ceil(MIN_SIDE / long_side))
         picture = picture.resize((picture.width * factor, picture.height * factor), Image.BILINEAR)
     pixels = blend_heatmap(np.asarray(picture), values, geometry, scale)
-    if tissue is not None:
+    hit = None if excluded is None else excluded_pixels(pixels.shape[:2], excluded, geometry)
+    if tissue is not None:  # values are NaN where QC excluded a tile: that is not "unscored" but tinted below
         unscored = tissue.under(pixels.shape[:2], geometry.width, geometry.height)
         unscored &= np.isnan(cell_values(pixels.shape[:2], values, geometry))
+        if hit is not None:
+            unscored &= ~hit
         pixels = hatch_unscored(pixels, unscored)
+    dropped = 0 if excluded is None else int(np.count_nonzero(excluded))
+    if dropped:
+        pixels = blend_excluded(pixels, hit)
     picture = Image.fromarray(pixels)
     draw_outlines(picture, features, geometry)
     draw_scale_bar(picture, None if mpp is None else mpp * geometry.width / picture.width, mpp_source)
-    subtitle = result_line(values, scale, len(features)) + ("" if mpp else " | no resolution recorded: no scale bar")
-    return frame(picture, title, subtitle, overlay_key(scale), stamp)
+    subtitle = (result_line(values, scale, len(features)) + (f" | {dropped} tiles excluded by QC" if dropped else "")
+                + ("" if mpp else " | no resolution recorded: no scale bar"))
+    return frame(picture, title, subtitle, overlay_key(scale, excluded is not None), stamp)
 
 
 def save_overlay(
     path: str | Path, thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *,
     title: str, features: Sequence[dict[str, Any]] = (), mpp: float | None = None, mpp_source: str = "",
-    stamp: str | None = None, tissue: TissueMask | None = None,
+    stamp: str | None = None, tissue: TissueMask | None = None, excluded: np.ndarray | None = None,
 ) -> None:
     image = render_overlay(thumb, values, geometry, scale, title=title, features=features, mpp=mpp,
-                           mpp_source=mpp_source, stamp=stamp, tissue=tissue)
+                           mpp_source=mpp_source, stamp=stamp, tissue=tissue, excluded=excluded)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")

@@ -6,10 +6,11 @@ failure record, slide_folder.fail_slide; a failure wins over older complete outp
 before (other shards, runs over other slides, a killed run), the table therefore tells the truth about
 the folder, and `fwrd-eval RUN_DIR` refuses one that does not (`check_slides_table`).
 
-Columns `slide,score,status,error`, sorted by slide; status `ok` or `failed` (error says why). Slide
-names and errors come from other people's files: a cell a spreadsheet would run as a formula (`=`, `+`,
-`-`, `@`, tab, CR) is written with a leading `'` (OWASP's rule, fwrd.safe_text.csv_cell), which every
-reader of the table in fwrd takes off again (`read_table`, fwrd-eval).
+Columns `slide,score,status,error`, sorted by slide; status `ok`, `review` (QC cannot vouch for the calls:
+fwrd.runtime.qc_gate; error gives the reason, score is still the slide score of the tiles QC kept) or
+`failed` (error says why). Slide names and errors come from other people's files: a cell a spreadsheet
+would run as a formula (`=`, `+`, `-`, `@`, tab, CR) is written with a leading `'` (OWASP's rule,
+fwrd.safe_text.csv_cell), which every reader of the table in fwrd takes off again (`read_table`, fwrd-eval).
 
 Concurrent writers (shards of one cohort sharing OUT, a cluster driver) serialise on an exclusive
 `fcntl.flock` of `OUT/.slides.lock`: each holds it while it records failures, scans the folder and
@@ -51,7 +52,7 @@ HEADER = ["slide", "score", "status", "error"]
 class TableRow:
     slide: str
     score: float | None
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "review" | "failed"
     error: str = ""
 
 
@@ -81,9 +82,17 @@ def failed_slides(out: Path) -> dict[str, str]:
 
 def table_rows(out: Path) -> list[TableRow]:
     """What slides.csv must say about `out` now."""
-    rows = {name: TableRow(name, float(s["score"]), "ok") for name, s in complete_slides(out).items()}
+    rows = {name: TableRow(name, float(s["score"]), *slide_status(s)) for name, s in complete_slides(out).items()}
     rows.update({name: TableRow(name, None, "failed", error) for name, error in failed_slides(out).items()})
     return [rows[name] for name in sorted(rows)]
+
+
+def slide_status(summary: dict[str, Any]) -> tuple[str, str]:
+    """(status, reason) of a complete slide: `review` with QC's reason, else `ok` (summaries written before
+    QC existed have no status)."""
+    if summary.get("status") == "review":
+        return "review", str(summary.get("review_reason") or "QC could not vouch for the calls")
+    return "ok", ""
 
 
 def render(rows: Iterable[TableRow]) -> str:
@@ -158,7 +167,7 @@ def read_table(path: Path) -> dict[str, dict[str, str]]:
 
 
 def check_slides_table(out: Path) -> dict[str, dict[str, Any]]:
-    """{slide: summary} of the complete slides of a run folder, after checking that slides.csv agrees
+    """{slide: summary} of the complete slides (ok and review) of a run folder, after checking that slides.csv agrees
     with the folder and that every slide was scored with the same model and settings (run_key).
 
     Raises DataError naming the first disagreement: `fwrd-eval` must not report from a stale table
@@ -183,7 +192,7 @@ def check_slides_table(out: Path) -> dict[str, dict[str, Any]]:
     if extra:
         raise DataError(f"{path} lists slide {extra[0]}, which has no complete outputs in {out}; {fix}")
     summaries = complete_slides(out)
-    used = {name: summaries[name] for name, row in expected.items() if row.status == "ok"}
+    used = {name: summaries[name] for name, row in expected.items() if row.status in ("ok", "review")}
     keys: dict[str, str] = {}
     for name, summary in used.items():
         keys.setdefault(str(summary.get("run_key")), name)

@@ -1,0 +1,269 @@
+"""QC on painted artifacts, on a test cohort and under a stain shift: what QC flags, what it changes in the calls,
+and what it costs.
+
+1. Painted artifacts (`paint`): `fwrd.slide.synthetic_artifacts.paint_test_card` (blue pen line, green pen
+   circle, out-of-focus square, fold, air bubble, dirt specks) on a synthetic normal slide, on the real H&E crop
+   in tests/data and, with `--real-extra SLIDE`, on regions of another real slide outside that crop (held out:
+   the thresholds were chosen on these and on synthetic seeds the tests do not use; `--seed` paints with other
+   positions). Each is scored once with QC on (QC changes no score, so the QC-off outputs are derived from the
+   raw scores); per kind, the tiles the artifact covers (at least half of the tile's pixels painted and, for
+   pen, fold and bubble, visibly changed: a fold over glass is no fold; blur: the blurred square; dirt: any
+   speck), how many QC flagged and how many are
+   called (>= threshold after gating), and the detections lying on painted pixels; clean tiles (nothing
+   painted) give the share still scored.
+2. Test cohort (`--cohort N`): a synthetic cohort (N tumour + 1 normal slides, seeds apart from the training
+   cohort's) scored with QC off and on: tile AUROC (labels from the annotations, a tile is tumour when at
+   least half of it is) and lesion FROC (fwrd-eval's) on each, so QC's effect on tumour detection is measured.
+3. Stain shift (`--stain`): the cohort's normal and first tumour slide with tissue pixels moved in HED space
+   (haematoxylin x1.35, eosin x0.7: a darker, bluer stain) and scored again: calls and QC flags before/after.
+4. Cost: summary.json's seconds (QC features, summed over the decode workers; judging) against the run's wall
+   time, inference and decoding.
+
+    python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
+        [--cohort 3] [--stain] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fwrd.config import QCThresholds
+from fwrd.evaluation.roc import roc_auc
+from fwrd.runtime.backends import open_backend
+from fwrd.runtime.outputs.detections import write_detections
+from fwrd.runtime.outputs.heatmap import CellGeometry
+from fwrd.runtime.settings import RunSettings
+from fwrd.runtime.slide_job import score_slide
+from fwrd.slide import synthetic_artifacts as paint
+from fwrd.slide.annotations import Annotations, load_asap_xml, rasterize
+from fwrd.slide.reader import open_slide
+from fwrd.slide.synthetic import make_cohort, write_rgb_slide
+from fwrd.slide.synthetic_render import plan_layout, render
+
+REAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "cmu1_small_region_crop.jpg"
+CROP = (600, 1200, 1024)  # where the vendored crop lies in CMU-1-Small-Region (x, y, side)
+CHANGED = 8  # a painted pixel counts when some channel moved by more than this
+
+
+def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp: float
+                   ) -> dict[str, tuple[Path, dict]]:
+    """name -> (slide path, {kind: bool mask of the pixels the artifact visibly changed}). Every slide is written
+    at `mpp` (the model's): the real pixels (0.499 um/px) are scored as if they were at the model's resolution,
+    since fwrd never enlarges a slide coarser than the model."""
+    images = {}
+    layout = plan_layout(np.random.default_rng([seed, 0]), size, size, 0, False, 1.0, 1.8)
+    images["synthetic"] = render(np.random.default_rng([seed, 1]), layout, rasterize(Annotations(), (size, size), 1.0))
+    images["real"] = np.array(Image.open(REAL).convert("RGB"))
+    if real_extra is not None:
+        with open_slide(real_extra) as slide:
+            whole = slide.read_region((0, 0), 0, slide.dimensions)
+        x, y, side = CROP
+        images["real_heldout_top"] = np.ascontiguousarray(whole[:y - 100, 400:2000])
+        images["real_heldout_bottom"] = np.ascontiguousarray(whole[y + side + 6:, 400:2000])
+    made = {}
+    for name, rgb in images.items():
+        before = rgb.copy()
+        truth = paint.paint_test_card(rgb, np.random.default_rng(seed), pen_width=max(48, rgb.shape[0] // 40))
+        changed = np.abs(rgb.astype(np.int16) - before).max(axis=2) > CHANGED
+        truth = {k: m if k in ("dirt", "blur") else m & changed for k, m in truth.items()}
+        made[name] = (write_rgb_slide(out / f"{name}_artifacts.svs", rgb, mpp=mpp), truth)
+    return made
+
+
+def _tiles(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with open(folder / "tiles.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    xy = np.array([(int(r["x"]), int(r["y"])) for r in rows], np.int64).reshape(-1, 2)
+    return xy, np.array([float(r["score"]) for r in rows]), np.array([r.get("qc", "ok") for r in rows])
+
+
+def count(folder: Path, truth: dict[str, np.ndarray], tile0: int, threshold: float) -> dict:
+    xy, score, kind = _tiles(folder)
+    called = (score >= threshold) & (kind == "ok")
+    share = {k: np.array([m[y:y + tile0, x:x + tile0].mean() for x, y in xy]) for k, m in truth.items()}
+    painted = np.zeros(len(xy), bool)
+    for s in share.values():
+        painted |= s > 0
+    out = {}
+    for k, s in share.items():
+        sel = s > 0 if k == "dirt" else s >= 0.5
+        out[k] = {"tiles": int(sel.sum()), "flagged": int((kind[sel] != "ok").sum()), "called": int(called[sel].sum())}
+    out["clean"] = {"tiles": int((~painted).sum()), "flagged": int((kind[~painted] != "ok").sum()),
+                    "called": int(called[~painted].sum())}
+    union = np.zeros_like(next(iter(truth.values())))
+    for m in truth.values():
+        union |= m
+    inside = 0
+    for line in (folder / "detections.csv").read_text().splitlines():
+        _, x, y = (float(v) for v in line.split(","))
+        inside += bool(union[min(int(y), union.shape[0] - 1), min(int(x), union.shape[1] - 1)])
+    out["detections_on_artifacts"] = inside
+    return out
+
+
+def qc_off_view(folder: Path, out: Path) -> Path:
+    """The QC-off outputs this benchmark needs (tiles.csv without gating, detections.csv from the raw grid),
+    derived from a QC-on run's folder: QC changes no tile score, only which count, so one scoring serves both."""
+    summary = json.loads((folder / "summary.json").read_text())
+    xy, score, _ = _tiles(folder)
+    width, height = summary["slide_dimensions"]
+    geometry = CellGeometry(width, height, summary["stride_level0"], summary["tile_level0"])
+    values = np.full(geometry.shape, np.nan, np.float32)
+    values[xy[:, 1] // geometry.stride, xy[:, 0] // geometry.stride] = score
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "tiles.csv", "w", newline="") as handle:
+        handle.write("x,y,score\n" + "".join(f"{x},{y},{v:.9g}\n" for (x, y), v in zip(xy, score)))
+    write_detections(out / "detections.csv", values, geometry, summary["nms_radius_cells"])
+    (out / "summary.json").write_text(json.dumps({**summary, "status": "ok"}))
+    return out
+
+
+def cost(summary: dict, wall: float) -> dict:
+    s = summary["seconds"]
+    qc = s.get("qc_features", 0.0) + s.get("qc_judge", 0.0)
+    return {"wall_s": round(wall, 2), "total_s": s["total"], "inference_s": s["inference"], "decode_s": s["decode"],
+            "qc_features_s": s.get("qc_features"), "qc_judge_s": s.get("qc_judge"),
+            "qc_share_of_total": round(qc / s["total"], 4) if s["total"] else None,
+            "tiles": summary["tiles_scored"]}
+
+
+def score(backend, path: Path, out: Path, qc: bool, stride: int | None, thresholds: QCThresholds):
+    began = time.perf_counter()
+    result = score_slide(path, backend, out, RunSettings(progress=False, qc=qc, stride=stride, batch_size=16,
+                                                       qc_thresholds=thresholds if qc else None))
+    if result.status == "failed":
+        raise SystemExit(f"{path}: {result.error}")
+    return result, time.perf_counter() - began
+
+
+def tile_auroc(run: Path, cohort) -> float:
+    """AUROC of the tile scores (flagged tiles count as the lowest score: QC never calls them)."""
+    labels, scores = [], []
+    for slide in cohort.slides:
+        xy, s, kind = _tiles(run / slide.path.stem)
+        s = np.where(kind == "ok", s, -np.inf)
+        summary = json.loads((run / slide.path.stem / "summary.json").read_text())
+        tile0 = summary["tile_level0"]
+        if slide.xml is not None:
+            ds = 16
+            with open_slide(slide.path) as handle:
+                w, h = handle.dimensions
+            mask = rasterize(load_asap_xml(slide.xml), (int(np.ceil(h / ds)), int(np.ceil(w / ds))), ds)
+            k = tile0 // ds
+            lab = np.array([mask[y // ds:y // ds + k, x // ds:x // ds + k].mean() >= 0.5 for x, y in xy])
+        else:
+            lab = np.zeros(len(xy), bool)
+        labels.append(lab)
+        scores.append(np.where(np.isfinite(s), s, np.finfo(np.float32).min))
+    return roc_auc(np.concatenate(labels), np.concatenate(scores))
+
+
+def froc(run: Path, cohort, out: Path) -> float | str:
+    cmd = [str(Path(sys.executable).parent / "fwrd-eval"), "froc", "--detections", str(run), "--masks", str(cohort.masks_dir),
+           "--reference", str(cohort.reference_csv), "--review", "include", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:  # e.g. a cohort too small to hold a lesion bigger than an ITC
+        return done.stderr.strip().splitlines()[-1]
+    return round(float(json.loads((out / "froc.json").read_text())["froc"]), 4)
+
+
+def calls(folder: Path) -> dict:
+    """Tiles scored, tiles called (>= threshold, not flagged), tiles flagged, detections and the max score."""
+    summary = json.loads((folder / "summary.json").read_text())
+    _, score_, kind = _tiles(folder)
+    ok = kind == "ok"
+    return {"tiles": int(len(score_)), "called": int(((score_ >= summary["threshold"]) & ok).sum()),
+            "flagged": int((~ok).sum()), "max_score": round(float(score_[ok].max()), 4) if ok.any() else None,
+            "detections": len((folder / "detections.csv").read_text().splitlines())}
+
+
+def hed_shift(rgb: np.ndarray, h_gain: float = 1.35, e_gain: float = 0.7) -> np.ndarray:
+    """Tissue pixels with haematoxylin x h_gain and eosin x e_gain (Ruifrok-Johnston colour deconvolution)."""
+    from fwrd.slide.tissue import tissue_mask_from_rgb
+
+    stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+    stains /= np.linalg.norm(stains, axis=1, keepdims=True)
+    od = -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
+    conc = od.reshape(-1, 3) @ np.linalg.inv(stains)
+    conc[:, 0] *= h_gain
+    conc[:, 1] *= e_gain
+    shifted = np.clip(255.0 * 10 ** -(conc @ stains), 0, 255).reshape(rgb.shape).round().astype(np.uint8)
+    small = np.asarray(Image.fromarray(rgb).reduce(16))
+    tissue = np.kron(tissue_mask_from_rgb(small), np.ones((16, 16), bool))[:rgb.shape[0], :rgb.shape[1]]
+    return np.where(tissue[..., None], shifted, rgb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--real-extra", type=Path, default=None)
+    parser.add_argument("--cohort", type=int, default=0, help="tumour slides of a synthetic test cohort (0: none)")
+    parser.add_argument("--cohort-size", type=int, default=3072)
+    parser.add_argument("--stain", action="store_true")
+    parser.add_argument("--skip-paint", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    thresholds = QCThresholds()  # this fwrd's defaults, whatever the model's config holds
+    record: dict = {"thresholds": thresholds.to_dict(), "seed": args.seed}
+    with open_backend(args.model, threads=args.threads) as backend:
+        if not args.skip_paint:
+            for name, (path, truth) in painted_slides(args.out / "slides", args.size, args.seed, args.real_extra,
+                                                     backend.config.mpp or 0.243).items():
+                result, wall = score(backend, path, args.out / "on", True, args.stride, thresholds)
+                s = result.summary
+                off = qc_off_view(result.out_dir, args.out / "off" / path.stem)
+                runs = {"on": {"status": result.status, "reason": result.error, "cost": cost(s, wall),
+                               "excluded": s.get("tiles_excluded"),
+                               "counts": count(result.out_dir, truth, s["tile_level0"], s["threshold"])},
+                        "off": {"counts": count(off, truth, s["tile_level0"], s["threshold"])}}
+                record[name] = runs
+                print(json.dumps({name: runs}, indent=1), flush=True)
+        if args.cohort:
+            cohort = make_cohort(args.out / "cohort", n_tumor=args.cohort, n_normal=1, width=args.cohort_size,
+                                 height=args.cohort_size, seed=1000 + args.seed, tumor_scale=1.8)
+            record["cohort"] = {}
+            costs = []
+            for slide in cohort.slides:
+                result, wall = score(backend, slide.path, args.out / "cohort_on", True, args.stride, thresholds)
+                costs.append(cost(result.summary, wall) | {"slide": slide.path.stem, "status": result.status,
+                                                           "excluded": result.summary.get("tiles_excluded")})
+                qc_off_view(result.out_dir, args.out / "cohort_off" / slide.path.stem)
+            for qc in ("off", "on"):
+                run = args.out / f"cohort_{qc}"
+                record["cohort"][qc] = {"tile_auroc": round(tile_auroc(run, cohort), 4),
+                                        "froc": froc(run, cohort, args.out / f"eval_{qc}")}
+            record["cohort"]["slides"] = costs
+            print(json.dumps({"cohort": record["cohort"]}, indent=1), flush=True)
+            if args.stain:
+                record["stain"] = {}
+                stained = args.out / "stained"
+                for slide in (cohort.normal_slides[0], cohort.tumor_slides[0]):
+                    with open_slide(slide.path) as handle:
+                        rgb = handle.read_region((0, 0), 0, handle.dimensions)
+                    path = write_rgb_slide(stained / f"{slide.path.stem}.svs", hed_shift(rgb), mpp=0.243)
+                    result, _ = score(backend, path, args.out / "stained_on", True, args.stride, thresholds)
+                    off = qc_off_view(result.out_dir, args.out / "stained_off" / path.stem)
+                    for qc, after in (("on", result.out_dir), ("off", off)):
+                        before = args.out / f"cohort_{qc}" / slide.path.stem
+                        record["stain"][f"{slide.path.stem}_qc_{qc}"] = {
+                            "before": calls(before), "after": calls(after)}
+                print(json.dumps({"stain": record["stain"]}, indent=1), flush=True)
+    (args.out / "qc_artifacts.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""QC's per-tile numbers, computed where the pixels already are: on each work unit's decoded window.
+
+The decode workers call `tile_features(window, offsets, tile, glass, thresholds)` on the window they have just
+read, at the model's resolution (fwrd.slide.resample.model_view), so QC never reads the slide again. Its cost
+is what keeps it affordable next to decoding, so every step is a table look-up or a pass over the window,
+never a loop over tiles:
+
+- Colour, by look-up. The window's pixels index tables built once per slide (`colour_tables`, cached by the
+  glass colour): white balance by the glass (a tinted scan reads like a neutral one), optical density per
+  channel (exact, one 256-entry table each: no logarithm per pixel), and, on the colour quantised to 6 bits
+  per channel, the saturation and the class bits:
+  - ink: saturation >= `ink_saturation` and a hue outside `hne_hue` (haematoxylin's blue-purple through
+    eosin's pink to red; green, cyan, blue, yellow are ink);
+  - dark: near black (max channel <= 60) and unsaturated (< 0.35): debris, black ink (dark haematoxylin is
+    saturated purple);
+  - grey: unsaturated (< 0.12) and neither glass nor black (60 < max channel < 190): a bubble's refraction
+    rim, a glass or coverslip edge (stained tissue is never grey).
+  A pixel is tissue when its optical density (summed over R, G, B, relative to the glass) is >= TISSUE_OD.
+- Solid: ink counts where it fills at least half of a 9 x 9 neighbourhood (marker strokes are solid; the
+  bluish pixels at the edges of real nuclei are scattered), dark where it fills 30 % of 3 x 3 (specks of a
+  few pixels count), grey where it fills a third of 3 x 3 (a bubble's rim is a line 1-3 pixels wide).
+  Filters run only on windows that hold such pixels at all.
+- Sharpness relative to contrast: the mean energy of the Laplacian of the grey level (the finest detail)
+  over the grey level's variance (all of the tile's contrast). A focus miss removes the finest detail but
+  keeps most of the contrast, so the ratio falls whatever the tissue holds; absolute Laplacian energy would
+  instead call sparse stroma (few, sharp nuclei) blurred next to dense tumour.
+- Sums per tile: every map is first summed over cells of `gcd(tile, offsets)` pixels (one reshape), then each
+  tile is read off a summed-area table of the cells (overlapping tiles cost one look-up each). Tiles off a
+  common lattice (never the case for fwrd-run's grids) take a per-pixel summed-area table instead.
+
+Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
+density, mean saturation and relative spread (std / mean) of optical density; and the sharpness.
+
+    feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246), thresholds=QCThresholds())
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from fwrd.config import QCThresholds
+
+FEATURES = ("ink", "dark", "grey", "tissue", "od", "saturation", "spread", "sharpness")
+# the rules behind the numbers (tables, solidity, sharpness): part of the resume key of a journal of features
+FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/var;v2"
+TISSUE_OD = 0.1  # optical density (sum over channels) above the glass from which a pixel is tissue
+MIN_TISSUE = 0.25  # a tile needs this share of tissue pixels for its tissue statistics (else NaN)
+DARK_MAX, DARK_SATURATION = 60.0, 0.35
+GREY_SATURATION, GREY_RANGE = 0.12, (60.0, 190.0)
+SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33)}  # neighbourhood side, share that makes it solid
+INK, DARK, GREY = 1, 2, 4  # class bits
+BITS = 6  # bits per channel of the colour tables
+MIN_CELL = 4  # cells smaller than this: the per-pixel path
+
+
+def hue_degrees(rgb: np.ndarray) -> np.ndarray:
+    """HSV hue in degrees [0, 360) of float RGB (0 where the pixel is grey)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    span = np.where(mx > mn, mx - mn, 1.0)
+    hue = np.where(mx == r, ((g - b) / span) % 6.0, np.where(mx == g, (b - r) / span + 2.0, (r - g) / span + 4.0))
+    return np.where(mx > mn, hue * 60.0, 0.0)
+
+
+def outside_hue_range(hue: np.ndarray, hue_range: tuple[float, float]) -> np.ndarray:
+    """True where `hue` lies outside [from, to], read through 0 when from > to (245 -> 360 -> 30)."""
+    lo, hi = hue_range
+    inside = (hue >= lo) | (hue <= hi) if lo > hi else (hue >= lo) & (hue <= hi)
+    return ~inside
+
+
+@dataclass(frozen=True)
+class ColourTables:
+    """Per-slide look-up tables (see the module docstring)."""
+
+    od: np.ndarray  # float32 [3, 256]: optical density of each channel value, relative to the glass
+    classes: np.ndarray  # uint8 [2 ** (3 BITS)]: INK | DARK | GREY bits of each quantised colour
+    saturation: np.ndarray  # float32 [2 ** (3 BITS)]: saturation of each quantised colour (white-balanced)
+
+
+@functools.lru_cache(maxsize=16)
+def colour_tables(glass: tuple[float, float, float], ink_saturation: float,
+                  hne_hue: tuple[float, float]) -> ColourTables:
+    """The tables for a slide whose glass has colour `glass` (built once: 2^18 colours, a few ms)."""
+    gain = 255.0 / np.maximum(np.asarray(glass, np.float64), 1.0)
+    values = np.arange(256, dtype=np.float64)
+    balanced = np.minimum(values[None, :] * gain[:, None], 255.0)
+    od = (math.log10(255.0) - np.log10(np.maximum(balanced, 1.0))).astype(np.float32)
+    step = 1 << (8 - BITS)
+    centre = np.arange(1 << BITS, dtype=np.float64) * step + (step - 1) / 2.0
+    r, g, b = np.meshgrid(*(np.minimum(centre * gain[c], 255.0) for c in range(3)), indexing="ij")
+    rgb = np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
+    mx, mn = rgb.max(axis=1), rgb.min(axis=1)
+    saturation = (mx - mn) / np.maximum(mx, 1.0)
+    ink = (saturation >= ink_saturation) & outside_hue_range(hue_degrees(rgb), hne_hue)
+    dark = (mx <= DARK_MAX) & (saturation < DARK_SATURATION)
+    grey = (saturation < GREY_SATURATION) & (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
+    classes = (ink * INK | dark * DARK | grey * GREY).astype(np.uint8)
+    return ColourTables(od, classes, saturation.astype(np.float32))
+
+
+def _solid(mask: np.ndarray, side: int, share: float) -> np.ndarray:
+    """Pixels of `mask` whose side x side neighbourhood is at least `share` mask."""
+    if not mask.any():
+        return mask
+    return mask & (ndimage.uniform_filter(mask.astype(np.float32), size=side, mode="nearest") >= share - 1e-6)
+
+
+def _laplace_energy(grey: np.ndarray) -> np.ndarray:
+    """Squared 5-point Laplacian of `grey` (edges repeated)."""
+    p = np.pad(grey, 1, mode="edge")
+    lap = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4.0 * grey
+    return lap * lap
+
+
+def pixel_maps(window: np.ndarray, tables: ColourTables) -> dict[str, np.ndarray]:
+    """The per-pixel maps of a uint8 RGB window [h, w, 3] whose sums make the features."""
+    r, g, b = window[..., 0], window[..., 1], window[..., 2]
+    shift = 8 - BITS
+    index = ((r >> shift).astype(np.int32) << (2 * BITS)) | ((g >> shift).astype(np.int32) << BITS) | (b >> shift)
+    classes = tables.classes[index]
+    od = tables.od[0][r] + tables.od[1][g] + tables.od[2][b]
+    tissue = od >= TISSUE_OD
+    grey = r.astype(np.float32) + g + b
+    maps = {
+        "ink": _solid(classes & INK > 0, *SOLID["ink"]),
+        "dark": _solid(classes & DARK > 0, *SOLID["dark"]),
+        "grey": _solid(classes & GREY > 0, *SOLID["grey"]),
+        "tissue": tissue,
+    }
+    t = tissue.astype(np.float32)
+    od_t = od * t
+    maps.update({
+        "od": od_t, "od2": od_t * od, "saturation": tables.saturation[index] * t,
+        "fine": _laplace_energy(grey) * t, "level": grey * t, "level2": grey * grey * t,
+    })
+    return maps
+
+
+def _cell_side(offsets: np.ndarray, tile: int) -> int:
+    """The largest cell side that divides the tile and every offset's distance from the first."""
+    rel = (offsets - offsets.min(axis=0)).ravel()
+    return int(np.gcd.reduce(np.concatenate([rel, [tile]]).astype(np.int64)))
+
+
+def _tile_sums(values: np.ndarray, offsets: np.ndarray, tile: int, cell: int) -> np.ndarray:
+    """Sum of `values` over each tile [y, y + tile) x [x, x + tile) at `offsets` (x, y): over cells of `cell`
+    pixels, then a summed-area table of the cells (the window starts at the first offset)."""
+    h, w = values.shape
+    cells = values.reshape(h // cell, cell, w // cell, cell).sum(axis=(1, 3), dtype=np.float64)
+    table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1), np.float64)
+    np.cumsum(np.cumsum(cells, axis=0), axis=1, out=table[1:, 1:])
+    x, y, k = offsets[:, 0] // cell, offsets[:, 1] // cell, tile // cell
+    return table[y + k, x + k] - table[y, x + k] - table[y + k, x] + table[y, x]
+
+
+def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Sequence[float],
+                  thresholds: QCThresholds) -> np.ndarray:
+    """float32 [N, len(FEATURES)]: the QC numbers of the tiles at `offsets` (x, y, window pixels; module
+    docstring)."""
+    offsets = np.asarray(offsets, np.int64).reshape(-1, 2)
+    out = np.full((len(offsets), len(FEATURES)), np.nan, np.float32)
+    if len(offsets) == 0:
+        return out
+    cell = _cell_side(offsets, tile)
+    if cell < MIN_CELL:
+        cell = 1
+    x0, y0 = offsets.min(axis=0)  # only the part of the window the tiles cover
+    x1, y1 = offsets.max(axis=0) + tile
+    window = np.ascontiguousarray(window[y0:y1, x0:x1, :3])
+    offsets = offsets - (x0, y0)
+    tables = colour_tables(tuple(float(v) for v in glass), float(thresholds.ink_saturation),
+                           tuple(float(v) for v in thresholds.hne_hue))
+    maps = pixel_maps(window, tables)
+    sums = {name: _tile_sums(m, offsets, tile, cell) for name, m in maps.items()}
+    area = float(tile * tile)
+    for column, name in enumerate(("ink", "dark", "grey", "tissue")):
+        out[:, column] = sums[name] / area
+    count = sums["tissue"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_od = sums["od"] / count
+        spread = np.sqrt(np.maximum(sums["od2"] / count - mean_od ** 2, 0.0)) / mean_od
+        grey_var = sums["level2"] / count - (sums["level"] / count) ** 2
+        sharpness = sums["fine"] / count / np.maximum(grey_var, 1.0)
+        stats = (mean_od, sums["saturation"] / count, spread, sharpness)
+    enough = out[:, 3] >= MIN_TISSUE
+    for column, values in enumerate(stats, start=4):
+        out[enough, column] = values[enough]
+    return out
