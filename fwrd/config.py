@@ -61,9 +61,9 @@ class FWRDConfig:
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
         validate_tile_size(self.tile_size)
         self.context = validate_context(self.context)
-        self.threshold = _finite(self.threshold, "threshold")
+        self.threshold = check_threshold(self.threshold, "the model's threshold")
         if self.dense_threshold is not None:
-            self.dense_threshold = _finite(self.dense_threshold, "dense threshold")
+            self.dense_threshold = check_threshold(self.dense_threshold, "the model's dense threshold")
         if self.architecture not in ARCHITECTURES:
             raise FwrdError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
@@ -113,11 +113,19 @@ def validate_tile_size(tile_size: int) -> int:
     return tile_size
 
 
-def _finite(value: float, name: str) -> float:
-    """A threshold that is not a finite number would call every tile one way, silently."""
+SCORE_RANGE = (0.0, 3.0)  # FW-RD patch scores: a sum of three 1 - cos maps of non-negative (post-ReLU) features
+
+
+def check_threshold(value: float, what: str = "the threshold") -> float:
+    """A threshold outside the scores' range (or not a number) would call every tile one way, silently
+    (and a huge one once sized the colour key's ticks: issue 21.8)."""
     value = float(value)
     if not math.isfinite(value):
-        raise FwrdError(f"the model's {name} is not a finite number ({value})")
+        raise FwrdError(f"{what} is not a finite number ({value})")
+    lo, hi = SCORE_RANGE
+    if not lo <= value <= hi:
+        raise FwrdError(f"{what} ({value:g}) lies outside the range of FW-RD scores [{lo:g}, {hi:g}] (sums of "
+                        "three 1 - cos maps): every tile would be called one way; give a threshold inside it")
     return value
 
 

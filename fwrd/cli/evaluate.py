@@ -119,6 +119,10 @@ def _patches(report: _Report, patch_dir: Path, model: Path, backend: str, batch_
     from fwrd.evaluation.report import patches_table, save_png, write_json
     from fwrd.runtime.backends import open_backend
 
+    from fwrd.config import check_threshold
+
+    if threshold is not None:
+        check_threshold(threshold, "--threshold")
     list_patches(patch_dir)  # refuse a bad folder before loading the model
     if not Path(model).is_file():
         raise InputNotFound(f"model not found: {model}")
