@@ -146,12 +146,14 @@ def build_engine_from_onnx(settings: ExportSettings, precision: str | None = Non
     """`fwrd-export rd.onnx --engine rd.plan`: an engine from a graph exported earlier (anywhere), gated on the
     verification set saved beside it. Needs no torch; the engine's precision is the graph's unless given."""
     from fwrd.runtime.model_file import read_onnx_metadata
+    from fwrd.runtime.onnx_data import refuse_outside_data
 
     onnx_path = Path(settings.checkpoint)
     if not onnx_path.is_file():
         raise InputNotFound(f"ONNX model not found: {onnx_path}")
     if settings.engine is None:
         raise FwrdError(f"{onnx_path.name} is already an ONNX graph: give --engine to build a TensorRT engine from it")
+    refuse_outside_data(onnx_path)
     _check_engine_possible(settings)
     sidecar = verification_path(onnx_path)
     if not sidecar.is_file():
