@@ -51,7 +51,7 @@ from fwrd.config import (
     FWRDConfig,
 )
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
-from fwrd.export.gate import VerificationSet, VerifyReport, compare_scores, enforce
+from fwrd.evaluation.gate import VerificationSet, VerifyReport, compare_scores, enforce
 from fwrd.runtime.backends.tensorrt import (
     MANIFEST_FORMAT,
     TensorRTBackend,
