@@ -37,7 +37,12 @@ class FWRDConfig:
             --context`): the model was trained on lone tiles and on tiles inside their surroundings,
             so its scores rank tumor both per tile and dense (README, Dense scoring). 0: lone tiles only.
         dense_threshold: the threshold best on validation for dense scores (a model trained with
-            context); `fwrd-run --dense` uses it instead of `threshold`. None: not known.
+            context; `fwrd-export --validate-dense` replaces it with the one best in region passes);
+            `fwrd-run --dense` uses it instead of `threshold`. None: not known.
+        dense_validation: how the model scored in region passes on annotated slides, at the geometry
+            recorded in it (margin, region side, stride; tile AUROC dense and per tile, the threshold):
+            `fwrd-run --dense` runs only a model whose record shows it ranks tumor about as well dense
+            as per tile (fwrd.runtime.dense_trust). None: never validated for dense scoring.
     """
 
     tile_size: int = 256
@@ -52,6 +57,7 @@ class FWRDConfig:
     teacher_weights: str = "imagenet"
     context: int = 0
     dense_threshold: float | None = None
+    dense_validation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +70,8 @@ class FWRDConfig:
         self.threshold = check_threshold(self.threshold, "the model's threshold")
         if self.dense_threshold is not None:
             self.dense_threshold = check_threshold(self.dense_threshold, "the model's dense threshold")
+        if self.dense_validation is not None and not isinstance(self.dense_validation, dict):
+            raise FwrdError("the model's dense-validation record is not a JSON object")
         if self.architecture not in ARCHITECTURES:
             raise FwrdError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"

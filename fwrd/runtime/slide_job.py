@@ -36,6 +36,7 @@ from fwrd.atomic import remove_stale_temps
 from fwrd.errors import FwrdError, ModelError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers, RegionWorkers
+from fwrd.runtime.dense_trust import dense_margin, dense_note
 from fwrd.runtime.infer import StreamTimes, run_region_stream, run_stream
 from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.detections import default_radius, write_detections
@@ -83,15 +84,18 @@ class SlideResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
+def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings, *,
+                validating: bool = False) -> SlideResult:
     """Score the slide at `slide_path` with `backend` into `out_dir/<slide name>/`.
 
     Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; a failed slide
-    leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs).
+    leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs). Dense scoring
+    needs a model validated for it (fwrd.runtime.dense_trust); `validating` is for the validation itself
+    (fwrd.export.dense_validation), which scores the model densely to write that record.
     """
     began = time.perf_counter()
     slide_path, out_dir = Path(slide_path), Path(out_dir)
-    settings = dense_settings(settings, backend)
+    settings = dense_settings(settings, backend, validating=validating)
     name = slide_path.stem
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
@@ -176,21 +180,16 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
     return SlideResult(name, slide_path, "ok", summary["score"], "", final, summary)
 
 
-DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation scores; dense scores of the same "
-                        "tiles can sit elsewhere (README, Dense scoring): check tiles.csv, or give --threshold")
-
-
 def dense_threshold_note(config: Any) -> str:
-    """Which threshold dense scores are called at, and how far to trust it (fwrd-run prints it, on Ray too)."""
-    if config.dense_threshold is not None:
-        return (f"threshold {config.dense_threshold:g}: the model's own for dense scores (trained with "
-                f"{config.context} px context, chosen on dense validation scores)")
-    return DENSE_THRESHOLD_NOTE.format(config.threshold)
+    """How the model was validated for dense scoring, and the threshold dense scores are called at (fwrd-run
+    prints it, on Ray too)."""
+    return dense_note(config)
 
 
-def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
+def dense_settings(settings: RunSettings, backend: Backend, validating: bool = False) -> RunSettings:
     """`settings` with the region side and margin a dense run uses filled in (they are part of the resume
-    keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions."""
+    keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions, or (unless
+    `validating`) the model was not validated for dense scoring at that margin (fwrd.runtime.dense_trust)."""
     if not settings.dense:
         return settings
     if backend.region is None:
@@ -198,8 +197,16 @@ def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
     if settings.region is not None and settings.region != backend.region:
         raise ModelError(f"the backend was opened for regions of {backend.region} px, the settings ask for "
                          f"{settings.region}")
-    margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
+    if validating:
+        margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
+    else:
+        margin = dense_margin(backend.config, settings.margin, _model_name(backend))
     return replace(settings, region=backend.region, margin=margin)
+
+
+def _model_name(backend: Backend) -> str:
+    path = getattr(backend, "model_path", "")
+    return Path(path).name if path else f"the {backend.name} model"
 
 
 def _mode(settings: RunSettings, regions: RegionPlan | None) -> dict[str, Any]:
