@@ -14,7 +14,9 @@ difference with the lesion outlines (where the two scorings disagree: tissue bor
 Besides fwrd-eval's slide AUROC (slide score: mean of the tiles at or above the threshold each run used: the
 model's per-tile threshold, and for dense its dense threshold when it was trained with context, else the
 per-tile one) it gives the slide AUROC of the highest tile score, which needs none.
-Both runs use --resume, so an interrupted study continues where it stopped. Torch-free.
+Both runs use --resume, so an interrupted study continues where it stopped. Torch-free. Its dense run is a
+`fwrd-run --dense`, which takes only a model validated for dense scoring (docs/dense.md): validate the model
+first with `fwrd-export MODEL --validate-dense` (which itself reports the tile AUROC both ways).
 """
 
 from __future__ import annotations

@@ -117,3 +117,16 @@ def test_validation_needs_annotated_lesions(synthetic_cohort, tmp_path):
     from fwrd.runtime.model_file import read_onnx_metadata
 
     assert FWRDConfig.from_json(read_onnx_metadata(model)["fwrd.config"]).dense_validation is None
+
+
+def test_a_benchmark_times_dense_scoring_of_any_model(synthetic_cohort, tmp_path):
+    """fwrd-bench measures speed, and its scores go to a scratch folder: it never needs the record."""
+    from fwrd.benchmark.stages import end_to_end_sample
+    from fwrd.runtime.backends import open_backend
+    from fwrd.runtime.settings import RunSettings
+
+    model = _model(tmp_path)
+    settings = RunSettings(stride=32, dense=True, region=256, margin=32, progress=False)
+    with open_backend(model, threads=1, dense=True, region=256) as backend:
+        sample, summary = end_to_end_sample(synthetic_cohort.slides[2].path, backend, settings, tmp_path)
+    assert sample.tiles > 0 and summary["mode"] == "dense"

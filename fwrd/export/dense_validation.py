@@ -86,7 +86,7 @@ def validate_dense(settings: DenseValidationSettings, log: Callable[[str], None]
         with tempfile.TemporaryDirectory(prefix="fwrd-dense-validation-") as work:
             for number, path in enumerate(slides, 1):
                 a = score_slide(path, tiles, Path(work) / "tiles", per_tile)
-                b = score_slide(path, dense, Path(work) / "dense", in_regions, validating=True)
+                b = score_slide(path, dense, Path(work) / "dense", in_regions, measuring=True)
                 grid_a, grid_b = (np.load(r.out_dir / "heatmap.npy") for r in (a, b))
                 summary = a.summary
                 source = masks.get(path.stem.lower())

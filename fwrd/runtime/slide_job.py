@@ -85,17 +85,18 @@ class SlideResult:
 
 
 def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings, *,
-                validating: bool = False) -> SlideResult:
+                measuring: bool = False) -> SlideResult:
     """Score the slide at `slide_path` with `backend` into `out_dir/<slide name>/`.
 
     Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; a failed slide
     leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs). Dense scoring
-    needs a model validated for it (fwrd.runtime.dense_trust); `validating` is for the validation itself
-    (fwrd.export.dense_validation), which scores the model densely to write that record.
+    needs a model validated for it (fwrd.runtime.dense_trust); `measuring` is for scores that are measured,
+    never delivered: the validation itself (fwrd.export.dense_validation, which scores the model densely to
+    write that record) and fwrd-bench's timings (a scratch folder, removed).
     """
     began = time.perf_counter()
     slide_path, out_dir = Path(slide_path), Path(out_dir)
-    settings = dense_settings(settings, backend, validating=validating)
+    settings = dense_settings(settings, backend, measuring=measuring)
     name = slide_path.stem
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
@@ -186,10 +187,10 @@ def dense_threshold_note(config: Any) -> str:
     return dense_note(config)
 
 
-def dense_settings(settings: RunSettings, backend: Backend, validating: bool = False) -> RunSettings:
+def dense_settings(settings: RunSettings, backend: Backend, measuring: bool = False) -> RunSettings:
     """`settings` with the region side and margin a dense run uses filled in (they are part of the resume
     keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions, or (unless
-    `validating`) the model was not validated for dense scoring at that margin (fwrd.runtime.dense_trust)."""
+    `measuring`) the model was not validated for dense scoring at that margin (fwrd.runtime.dense_trust)."""
     if not settings.dense:
         return settings
     if backend.region is None:
@@ -197,7 +198,7 @@ def dense_settings(settings: RunSettings, backend: Backend, validating: bool = F
     if settings.region is not None and settings.region != backend.region:
         raise ModelError(f"the backend was opened for regions of {backend.region} px, the settings ask for "
                          f"{settings.region}")
-    if validating:
+    if measuring:
         margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
     else:
         margin = dense_margin(backend.config, settings.margin, _model_name(backend))
