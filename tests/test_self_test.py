@@ -128,3 +128,29 @@ def test_a_model_without_fwrd_metadata_still_gets_its_usual_line(tmp_path):
     path = build_standin(tmp_path / "plain.onnx", CONFIG, metadata={META_FORMAT: FORMAT_TAG + "-other"})
     with pytest.raises(ModelError, match="not an fwrd model"):
         open_backend(path)
+
+
+def test_an_engine_is_tested_on_the_set_of_the_graph_it_was_built_from(standin_model, tmp_path, monkeypatch):
+    """A plan (the fake TensorRT of tests/fakes) scores the set beside the graph its manifest names; a set
+    that its scores disagree with (as broken GPU numerics would) refuses it."""
+    from fakes import install
+    from fakes.tiny_model import tiny_verification
+
+    from fwrd.export.tensorrt_build import build_engine
+
+    install(monkeypatch, "11.4.0")
+    graph = tmp_path / "rd.onnx"
+    shutil.copy(standin_model, graph)
+    checks = tiny_verification(graph, tile_size=64)
+    plan = tmp_path / "rd.plan"
+    build_engine(graph, plan, verification=checks, min_batch=1, opt_batch=8, max_batch=8, precision="fp32",
+                 log=lambda _: None)
+    with open_backend(plan, batch_size=8) as engine:
+        assert any("no verification tiles beside rd.plan (rd.onnx.verify.npz)" in n for n in engine.notes)
+    checks.save(verification_path(graph))
+    with open_backend(plan, batch_size=8) as engine:
+        assert not any("verification" in n for n in engine.notes)
+    checks.reference = checks.reference + 0.01
+    checks.save(verification_path(graph))
+    with pytest.raises(ModelError, match="rd.plan failed its self-test at load on tensorrt"):
+        open_backend(plan, batch_size=8)

@@ -85,7 +85,9 @@ def dense_margin(config: Any, margin: int | None, source: str) -> int:
 
 def dense_note(config: Any) -> str:
     """What `fwrd-run --dense` says about the model it scores with (local and on Ray)."""
-    record = config.dense_validation or {}
+    record = config.dense_validation
+    if record is None:
+        return "the model has not been validated for dense scoring (docs/dense.md): its slides will be refused"
     return (f"dense scoring validated with a {record.get('margin')} px margin, regions up to {record.get('region')} "
             f"px, on {record.get('slides')} slide(s), {record.get('tiles')} tiles: tile AUROC "
             f"{float(record.get('auroc_dense', math.nan)):.4f} dense, {float(record.get('auroc_tiles', math.nan)):.4f} "

@@ -27,6 +27,7 @@ import numpy as np
 from fwrd.errors import ModelError
 from fwrd.evaluation.gate import GATES, VerificationSet, compare_scores, verification_path
 from fwrd.runtime.backends.base import Backend
+from fwrd.runtime.model_file import ENGINE_SUFFIXES
 from fwrd.runtime.window_scores import scores_at
 
 
@@ -63,9 +64,8 @@ def self_test(backend: Backend, model: Path, model_sha256: str) -> str | None:
 def _verification_file(backend: Backend, model: Path, model_sha256: str) -> tuple[Path | None, str]:
     """(the verification set that belongs beside `model`, the sha256 of the graph it must name); (None, "")
     for a checkpoint."""
-    manifest: dict[str, Any] | None = getattr(backend, "manifest", None)
-    if manifest is not None:  # a TensorRT plan: the set of the ONNX graph it was built from, beside it
-        onnx = manifest.get("onnx") or {}
+    if model.suffix.lower() in ENGINE_SUFFIXES:  # a TensorRT plan: the set of the graph it was built from, beside it
+        onnx = (getattr(backend, "manifest", None) or {}).get("onnx") or {}
         name = Path(str(onnx.get("file") or model.stem + ".onnx")).name
         return verification_path(model.with_name(name)), str(onnx.get("sha256", ""))
     if backend.name == "torch":
