@@ -73,6 +73,9 @@ def command(checkpoint: Path, output: Path | None, precision: str | None, target
     """
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     if validate_dense:
+        if engine is not None or precision or target or calibration:
+            raise click.UsageError("--validate-dense measures CHECKPOINT as it is: --precision, --target, --engine "
+                                   "and --calibration belong to an export (export first, then validate the graph)")
         _validate_dense(checkpoint, output, validate_dense, annotations, stride, margin, region_side, workers, log)
         return
     if annotations or stride is not None or margin is not None:
