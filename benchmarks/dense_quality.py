@@ -14,7 +14,9 @@ difference with the lesion outlines (where the two scorings disagree: tissue bor
 Besides fwrd-eval's slide AUROC (slide score: mean of the tiles at or above the threshold each run used: the
 model's per-tile threshold, and for dense its dense threshold when it was trained with context, else the
 per-tile one) it gives the slide AUROC of the highest tile score, which needs none.
-Both runs use --resume, so an interrupted study continues where it stopped. Torch-free.
+Both runs use --resume, so an interrupted study continues where it stopped. Torch-free. Its dense run is a
+`fwrd-run --dense`, which takes only a model validated for dense scoring (docs/dense.md): validate the model
+first with `fwrd-export MODEL --validate-dense` (which itself reports the tile AUROC both ways).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from scipy.stats import spearmanr
 from fwrd.benchmark.machine import describe_machine
 from fwrd.evaluation.masks import MaskSource, find_masks, load_mask
 from fwrd.evaluation.roc import roc_auc
+from fwrd.evaluation.tile_labels import LABEL_LEVEL, tile_labels
 from fwrd.runtime.outputs.colormap import apply_colormap
 
-MASK_LEVEL = 2  # 4 px mask pixels: finer than any grid step studied here
+MASK_LEVEL = LABEL_LEVEL  # 4 px mask pixels: finer than any grid step studied here
 
 
 def run(command: str, args: list) -> None:
@@ -50,19 +53,10 @@ def heatmaps(run_dir: Path) -> dict[str, tuple[np.ndarray, dict]]:
     return out
 
 
-def tile_labels(source: MaskSource | None, grid: np.ndarray, summary: dict) -> np.ndarray:
+def labels_of(source: MaskSource | None, grid: np.ndarray, summary: dict) -> np.ndarray:
     """bool per heatmap cell: the lesion mask at the centre of the cell's tile (False without a mask)."""
-    labels = np.zeros(grid.shape, bool)
-    if source is None:
-        return labels
-    mask = load_mask(source, level=MASK_LEVEL).tumor
-    stride, tile = summary["stride_level0"], summary["tile_level0"]
-    rows, cols = np.indices(grid.shape)
-    y = (rows * stride + tile // 2) // 2**MASK_LEVEL
-    x = (cols * stride + tile // 2) // 2**MASK_LEVEL
-    inside = (y < mask.shape[0]) & (x < mask.shape[1])
-    labels[inside] = mask[y[inside], x[inside]]
-    return labels
+    mask = None if source is None else load_mask(source, level=MASK_LEVEL).tumor
+    return tile_labels(mask, grid.shape, summary["stride_level0"], summary["tile_level0"], MASK_LEVEL)
 
 
 def picture(path: Path, tiles: np.ndarray, dense: np.ndarray, labels: np.ndarray) -> None:
@@ -121,7 +115,7 @@ def main() -> None:
     masks = find_masks([cohort / "masks"])
     for name, (tiles_map, summary) in maps["tiles"].items():
         dense_map, dense_summary = maps["dense"][name]
-        labels = tile_labels(masks.get(name.lower()), tiles_map, summary)
+        labels = labels_of(masks.get(name.lower()), tiles_map, summary)
         scored = np.isfinite(tiles_map) & np.isfinite(dense_map)
         labels_all.append(labels[scored])
         scores["tiles"].append(tiles_map[scored])

@@ -100,7 +100,12 @@ class FWRDConfig:
             --context`): the model was trained on lone tiles and on tiles inside their surroundings,
             so its scores rank tumor both per tile and dense (README, Dense scoring). 0: lone tiles only.
         dense_threshold: the threshold best on validation for dense scores (a model trained with
-            context); `fwrd-run --dense` uses it instead of `threshold`. None: not known.
+            context; `fwrd-export --validate-dense` replaces it with the one best in region passes);
+            `fwrd-run --dense` uses it instead of `threshold`. None: not known.
+        dense_validation: how the model scored in region passes on annotated slides, at the geometry
+            recorded in it (margin, region side, stride; tile AUROC dense and per tile, the threshold):
+            `fwrd-run --dense` runs only a model whose record shows it ranks tumor about as well dense
+            as per tile (fwrd.runtime.dense_trust). None: never validated for dense scoring.
         qc: thresholds of the artifact rules `fwrd-run --qc on` applies (models saved before QC existed
             get the defaults).
     """
@@ -117,6 +122,7 @@ class FWRDConfig:
     teacher_weights: str = "imagenet"
     context: int = 0
     dense_threshold: float | None = None
+    dense_validation: dict[str, Any] | None = None
     qc: QCThresholds = field(default_factory=QCThresholds)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,9 +135,11 @@ class FWRDConfig:
         self.context = validate_context(self.context)
         if not isinstance(self.qc, QCThresholds):
             self.qc = QCThresholds.from_dict(self.qc)
-        self.threshold = _finite(self.threshold, "threshold")
+        self.threshold = check_threshold(self.threshold, "the model's threshold")
         if self.dense_threshold is not None:
-            self.dense_threshold = _finite(self.dense_threshold, "dense threshold")
+            self.dense_threshold = check_threshold(self.dense_threshold, "the model's dense threshold")
+        if self.dense_validation is not None and not isinstance(self.dense_validation, dict):
+            raise FwrdError("the model's dense-validation record is not a JSON object")
         if self.architecture not in ARCHITECTURES:
             raise FwrdError(
                 f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
@@ -182,11 +190,19 @@ def validate_tile_size(tile_size: int) -> int:
     return tile_size
 
 
-def _finite(value: float, name: str) -> float:
-    """A threshold that is not a finite number would call every tile one way, silently."""
+SCORE_RANGE = (0.0, 3.0)  # FW-RD patch scores: a sum of three 1 - cos maps of non-negative (post-ReLU) features
+
+
+def check_threshold(value: float, what: str = "the threshold") -> float:
+    """A threshold outside the scores' range (or not a number) would call every tile one way, silently
+    (and a huge one once sized the colour key's ticks: issue 21.8)."""
     value = float(value)
     if not math.isfinite(value):
-        raise FwrdError(f"the model's {name} is not a finite number ({value})")
+        raise FwrdError(f"{what} is not a finite number ({value})")
+    lo, hi = SCORE_RANGE
+    if not lo <= value <= hi:
+        raise FwrdError(f"{what} ({value:g}) lies outside the range of FW-RD scores [{lo:g}, {hi:g}] (sums of "
+                        "three 1 - cos maps): every tile would be called one way; give a threshold inside it")
     return value
 
 

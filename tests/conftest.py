@@ -55,13 +55,14 @@ def standin_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def standin_dense(tmp_path_factory):
-    """The stand-in of a graph that also scores regions (tests/onnx_standin.py, dense=True)."""
+    """The stand-in of a graph that also scores regions (tests/onnx_standin.py, dense=True), carrying a
+    dense-validation record at the tests' geometry (32 px margin) so that dense runs take it."""
     from fwrd.config import FWRDConfig
-    from onnx_standin import build_standin
+    from onnx_standin import STANDIN_RECORD, build_standin
 
     folder = tmp_path_factory.mktemp("standin_dense")
-    return build_standin(folder / "standin_dense.onnx", FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35),
-                         dense=True)
+    config = FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35, dense_validation=STANDIN_RECORD)
+    return build_standin(folder / "standin_dense.onnx", config, dense=True)
 
 
 # --- a trained model and its exports (tests/model_fixtures.py) --------------------------------------

@@ -28,6 +28,13 @@ from fwrd.config import (
 )
 
 
+# A dense-validation record for the dense stand-in, whose dense scores equal its per-tile ones (pooling has
+# no border effects): the geometry the dense tests run at (32 px margin, 256 px regions). Test data, not a
+# measurement; `fwrd-export --validate-dense` measures a real one (tests/test_dense_trust.py).
+STANDIN_RECORD = {"margin": 32, "region": 256, "stride": 16, "slides": 3, "tiles": 4000, "tumor_tiles": 800,
+                  "auroc_dense": 0.99, "auroc_tiles": 0.99, "threshold": 0.35}
+
+
 def build_standin(
     path: str | Path,
     config: FWRDConfig,

@@ -191,6 +191,7 @@ def _fake_tensorrt(monkeypatch, available=True, reason="ok"):
 
     class FakeBackend:
         name, device, precision, config, max_batch = "tensorrt", "cuda:0", "fp16", CONFIG, 64
+        notes: list[str] = []  # open_backend adds the self-test's note (no verification set beside rd.plan)
 
         @classmethod
         def from_plan(cls, path, batch_size, dense=False, region=None):

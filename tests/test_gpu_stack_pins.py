@@ -34,7 +34,7 @@ def test_gpu_extra_is_the_cuda_12_stack():
     trt = gpu["tensorrt-cu12"]  # one major, the one onnxruntime-gpu's CUDA 12 TensorRT EP takes
     assert _allows(trt, "10.16.1.11") and not _allows(trt, "11.0.0.114") and not _allows(trt, "9.3.0")
     ort = gpu["onnxruntime-gpu"]
-    assert _allows(ort, "1.22.0") and _allows(ort, "1.26.0") and not _allows(ort, "1.27.0")
+    assert _allows(ort, "1.24.1") and _allows(ort, "1.26.0") and not _allows(ort, "1.27.0")
 
 
 def test_gpu_cu13_extra_is_the_cuda_13_stack():

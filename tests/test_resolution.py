@@ -40,10 +40,13 @@ def standin_20x(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def standin_20x_dense(tmp_path_factory):
-    from onnx_standin import build_standin
+    from dataclasses import replace
+
+    from onnx_standin import STANDIN_RECORD, build_standin
 
     folder = tmp_path_factory.mktemp("standin20d")
-    return build_standin(folder / "standin_20x_dense.onnx", MODEL_20X, dense=True)
+    return build_standin(folder / "standin_20x_dense.onnx", replace(MODEL_20X, dense_validation=STANDIN_RECORD),
+                         dense=True)
 
 
 def test_reading_a_20x_model_from_a_40x_x4_pyramid(svs_40x):

@@ -272,7 +272,7 @@ def test_dense_ray_run_equals_a_dense_local_run(ray_cluster, synthetic_cohort, s
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(command, _args(synthetic_cohort.slides_dir, standin_dense, ray_out, *dense, "--ray"))
     assert result.exit_code == 0, result.output
-    assert result.output.count("was chosen on per-tile validation scores") == 1  # the local run's note, once
+    assert result.output.count("note: dense scoring validated with a 32 px margin") == 1  # the local run's note, once
     _assert_same_outputs(ray_out, local)
     for name in SLIDES:
         assert _summary(ray_out, name)["mode"] == "dense"

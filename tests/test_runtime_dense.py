@@ -119,12 +119,15 @@ def test_dense_resume_continues_and_keys_differ_from_tiles(synthetic_cohort, den
 
     again = CountingRegions(dense)
     assert score_slide(slide_path, again, tmp_path / "run", settings).status == "skipped" and again.regions == 0
-    # per-tile scoring is another run: its --resume rescores, and so does dense with another margin
+    # per-tile scoring is another run: its --resume rescores; dense with another margin than the model was
+    # validated at is refused (issue 21.1), and its keys differ too
     tiles = score_slide(slide_path, tiles_backend, tmp_path / "run", RunSettings(stride=32, resume=True, progress=False))
     assert tiles.status == "ok" and tiles.summary["mode"] == "tiles"
     other = CountingRegions(dense)
     wider = RunSettings(stride=32, dense=True, region=256, margin=64, resume=True, progress=False)
-    assert score_slide(slide_path, other, tmp_path / "run", wider).status == "ok" and other.regions > 0
+    with pytest.raises(ModelError, match="validated for dense scoring with a 32 px margin"):
+        score_slide(slide_path, other, tmp_path / "run", wider)
+    assert other.regions == 0
     keys = {RunSettings(stride=32).score_key("m"), RunSettings(stride=32, dense=True, region=256, margin=32).score_key("m"),
             RunSettings(stride=32, dense=True, region=256, margin=64).score_key("m"),
             RunSettings(stride=32, dense=True, region=320, margin=32).score_key("m")}
@@ -166,11 +169,12 @@ def test_cli_dense_run_records_the_mode(synthetic_cohort, standin_dense, tmp_pat
     summary = json.loads((tmp_path / "out" / slide.stem / "summary.json").read_text())
     assert summary["mode"] == "dense" and summary["dense"]["region_side"] == 320
     assert summary["settings"]["region"] == 320 and summary["settings"]["margin"] == 32
-    assert "note: the threshold (0.35) was chosen on per-tile validation scores" in result.output
+    assert "note: dense scoring validated with a 32 px margin, regions up to 256 px" in result.output
     given = _run(slide, "--model", standin_dense, "--out", tmp_path / "given", "--dense", "--stride", "32",
-                 "--region", "320", "--margin", "32", "--threshold", "0.4")
-    assert given.exit_code == 0 and "note: the threshold" not in given.output
-    result = _run(slide, "--model", standin_dense, "--out", tmp_path / "small", "--dense", "--region", "256")
+                 "--region", "320", "--threshold", "0.4")  # no --margin: the validated one
+    assert given.exit_code == 0 and "note: dense scoring validated" not in given.output
+    assert json.loads((tmp_path / "given" / slide.stem / "summary.json").read_text())["dense"]["margin"] == 32
+    result = _run(slide, "--model", standin_dense, "--out", tmp_path / "small", "--dense", "--region", "96")
     assert result.exit_code != 0 and result.output.count("Error:") == 1
-    assert "--region 256 is too small for 64 px tiles with a 128 px margin: use at least" in result.output
+    assert "--region 96 is too small for 64 px tiles with a 32 px margin: use at least" in result.output
     assert not (tmp_path / "small").exists()  # refused before any slide

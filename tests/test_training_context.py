@@ -116,9 +116,11 @@ def test_training_with_context_gives_a_dense_threshold(synthetic_cohort, tmp_pat
 
 
 def test_dense_runs_use_the_models_dense_threshold(synthetic_cohort, tmp_path):
-    from onnx_standin import build_standin
+    from onnx_standin import STANDIN_RECORD, build_standin
 
-    config = FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35, context=32, dense_threshold=0.3)
+    # the threshold of a model validated for dense scoring (fwrd-export --validate-dense sets both)
+    config = FWRDConfig(tile_size=64, mpp=0.243, threshold=0.35, context=32, dense_threshold=0.3,
+                        dense_validation={**STANDIN_RECORD, "threshold": 0.3})
     model = build_standin(tmp_path / "ctx.onnx", config, dense=True)
     slide = synthetic_cohort.slides[2].path
     dense = ["--dense", "--region", "320", "--margin", "32"]
@@ -130,7 +132,7 @@ def test_dense_runs_use_the_models_dense_threshold(synthetic_cohort, tmp_path):
         assert result.exit_code == 0, result.output
         thresholds[mode] = json.loads((tmp_path / mode / slide.stem / "summary.json").read_text())["threshold"]
         if mode == "dense":
-            assert "note: threshold 0.3: the model's own for dense scores (trained with 32 px context" in result.output
+            assert "threshold 0.3 (chosen on those dense scores)" in result.output
     assert thresholds == {"tiles": pytest.approx(0.35), "dense": pytest.approx(0.3)}
 
 

@@ -57,7 +57,7 @@ def _child(argv: list[str] | None = None) -> None:
     settings = RunSettings(**json.loads(args.settings))
     with open_one(args.model, args.kind, settings.batch_size, args.threads or None) as backend:
         with tempfile.TemporaryDirectory() as out:
-            score_slide(args.slide, backend, Path(out), settings)
+            score_slide(args.slide, backend, Path(out), settings, measuring=True)  # a peak, then removed
     print(f"{own_peak_rss_mb():.1f}")
 
 

@@ -131,7 +131,7 @@ def end_to_end_sample(
     """
     out = Path(tempfile.mkdtemp(prefix="e2e-", dir=work_dir))
     try:
-        result = score_slide(slide_path, backend, out, settings)
+        result = score_slide(slide_path, backend, out, settings, measuring=True)  # timed, then removed
         if heatmaps is not None:
             heatmaps.append(np.load(out / result.name / "heatmap.npy"))
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fwrd.config import META_CHECKPOINT_SHA256, META_PRECISION
 from fwrd.errors import FwrdError, InputNotFound, ModelError
-from fwrd.runtime.backends import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, open_backend
+from fwrd.runtime.backends import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, checked, open_backend
 from fwrd.runtime.backends.base import Backend
 from fwrd.digest import file_sha256
 
@@ -164,9 +164,7 @@ def open_one(
             raise InputNotFound(f"model not found: {path}")
         backend: Backend = OnnxRuntimeBackend(path, device=ORT_DEVICES[kind], threads=threads, batch_size=batch_size,
                                               **regions)
-        backend.model_path = path  # type: ignore[attr-defined]  # what open_backend adds, for summary.json
-        backend.model_sha256 = file_sha256(path)  # type: ignore[attr-defined]
-        return backend
+        return checked(backend, path)  # what open_backend adds (the self-test at load, model_path and sha256)
     return open_backend(path, "auto" if kind == "auto" else kind, batch_size=batch_size, threads=threads, **regions)
 
 

@@ -63,10 +63,12 @@ class _Report:
 
 
 def _run_folder(folder: Path) -> dict[str, dict] | None:
-    """{slide: summary} of a fwrd-run output folder (after checking slides.csv against it), else None."""
-    from fwrd.runtime.outputs.slides_table import TABLE, check_slides_table
+    """{slide: summary} of a fwrd-run output folder (after checking slides.csv against it, and that one
+    model, one set of settings and one threshold made it), else None."""
+    from fwrd.evaluation.slide_status import check_run
+    from fwrd.runtime.outputs.slides_table import TABLE
 
-    return check_slides_table(folder) if (folder / TABLE).is_file() else None
+    return check_run(folder) if (folder / TABLE).is_file() else None
 
 
 def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], reference: Path | None,
@@ -80,15 +82,22 @@ def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], re
 
     if run is None and detections_dir.is_dir():
         run = _run_folder(detections_dir)
+    ref = read_reference(reference) if reference is not None else None
     if run is None:
         files, recorded = find_detection_files(detections_dir), {}
-    else:  # only complete slide folders, and the slide sizes the run recorded (to check the masks)
-        exclude = exclude + _review_exclusions({name: str(s.get("status") or "ok") for name, s in run.items()},
-                                               review)
+    else:  # only complete slide folders, and the slide sizes the run recorded (to check the masks); a slide
+        # the run failed or never scored is refused as `fwrd-eval RUN_DIR` refuses it, never "no detections"
+        from fwrd.evaluation.detections import read_slide_scores
+        from fwrd.evaluation.review import review_exclusions
+        from fwrd.evaluation.slide_status import usable_slides
+        from fwrd.runtime.outputs.slides_table import TABLE
+
+        usable_slides(read_slide_scores(detections_dir / TABLE), ref, exclude, review)
+        exclude = exclude + review_exclusions({name: str(s.get("status") or "ok") for name, s in run.items()},
+                                              review)
         files = {slide_key(name): (name, detections_dir / name / "detections.csv") for name in run}
         recorded = {name: tuple(s["slide_dimensions"]) for name, s in run.items() if s.get("slide_dimensions")}
     masks = find_masks(mask_dirs)
-    ref = read_reference(reference) if reference is not None else None
     result = evaluate_lesions(files, masks, ref, exclude, size_lookup(recorded, slide_dir), _progress, organisers)
 
     def write(out: Path) -> list[Path]:
@@ -99,21 +108,18 @@ def _froc(report: _Report, detections_dir: Path, mask_dirs: tuple[Path, ...], re
     report.add(froc_table(result), write)
 
 
-def _review_exclusions(statuses: dict[str, str], review: str | None) -> list[str]:
-    from fwrd.evaluation.review import review_exclusions
-
-    return review_exclusions(statuses, review)
-
-
-def _slides(report: _Report, scores: Path, reference: Path, exclude: list[str], review: str | None = None) -> None:
+def _slides(report: _Report, scores: Path, reference: Path, exclude: list[str], review: str | None = None,
+            run_checked: bool = False) -> None:
     from fwrd.evaluation.detections import read_reference, read_slide_scores
     from fwrd.evaluation.plots import roc_figure
     from fwrd.evaluation.report import save_png, slides_table, write_json
     from fwrd.evaluation.roc import evaluate_slides
+    from fwrd.evaluation.slide_status import check_scores_file
 
-    table = read_slide_scores(scores)
-    exclude = exclude + _review_exclusions({s.name: s.status for s in table.values()}, review)
-    result = evaluate_slides(table, read_reference(reference), exclude)
+    rows = read_slide_scores(scores)
+    result = evaluate_slides(rows, read_reference(reference), exclude, review)
+    if not run_checked:
+        check_scores_file(scores, rows)
 
     def write(out: Path) -> list[Path]:
         return [write_json(out / "slides.json", result.to_dict()),
@@ -130,6 +136,10 @@ def _patches(report: _Report, patch_dir: Path, model: Path, backend: str, batch_
     from fwrd.evaluation.report import patches_table, save_png, write_json
     from fwrd.runtime.backends import open_backend
 
+    from fwrd.config import check_threshold
+
+    if threshold is not None:
+        check_threshold(threshold, "--threshold")
     list_patches(patch_dir)  # refuse a bad folder before loading the model
     if not Path(model).is_file():
         raise InputNotFound(f"model not found: {model}")
@@ -278,7 +288,7 @@ def run_command(run_dir: Path, reference: Path, mask_dirs: tuple[Path, ...], sli
     report = _Report(run_dir / "eval" if out is None else out)
     names = _exclusions(exclude)
     run = _run_folder(run_dir)  # the table agrees with the folder, or one line says how not
-    _slides(report, scores, reference, names, review)
+    _slides(report, scores, reference, names, review, run_checked=True)
     if mask_dirs:
         _froc(report, run_dir, mask_dirs, reference, slide_dir, names, organisers, run, review)
     if patch_dir is not None and model is not None:

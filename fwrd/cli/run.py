@@ -45,15 +45,15 @@ from fwrd.safe_text import for_terminal
               help="Score the grid from region passes (each region's maps computed once, every tile window read "
                    "off them) instead of one pass per tile: the same output files, many times faster at strides "
                    "below the tile size. A second way of scoring, not the same scores: tiles are seen with their "
-                   "context. Measured to keep a 256 px model's ranking; a 64 px model needs training with context "
-                   "(fwrd-patches --context) (README, Dense scoring).")
+                   "context: only for a model validated for it (fwrd-export MODEL --validate-dense SLIDES), at the "
+                   "margin it was validated at (docs/dense.md).")
 @click.option("--region", type=click.IntRange(min=32), default=None,
               help="--dense: largest region side in pixels at the model's level, a multiple of 32 "
                    "[default: on a CPU 1536 or 10 tiles (2560 at 256 px), on a GPU 4096 or 8 tiles; a TensorRT "
                    "engine's region profile].")
 @click.option("--margin", type=click.IntRange(min=0), default=None,
-              help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: 128 below "
-                   "256 px tiles, 96 from 256 px up; measured, README].")
+              help="--dense: context in pixels kept around every tile window, a multiple of 32 [default: the one "
+                   "the model was validated at; it refuses any other].")
 @click.option("--mpp", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Level-0 microns per pixel, for slides without (or with wrong) resolution metadata; where it "
                    "contradicts the slide's, a warning names both and summary.json keeps both. Each slide is read "
@@ -143,11 +143,13 @@ def command(
                                       say_failures=not single)
     else:
         with open_backend(model or engine, **options) as opened:
-            if dense:  # a region too small for the tile and margin fails here, before any slide
-                from fwrd.runtime.regions import check_geometry, default_margin
+            if dense:  # an unvalidated model, another margin or a region too small fails here, before any slide
+                from fwrd.runtime.dense_trust import dense_margin
+                from fwrd.runtime.regions import check_geometry
 
                 tile = opened.config.tile_size
-                check_geometry(opened.region, tile, stride or tile, default_margin(tile) if margin is None else margin)
+                check_geometry(opened.region, tile, stride or tile,
+                               dense_margin(opened.config, margin, Path(model or engine).name))
             mode = f"; dense, regions up to {opened.region} px" if dense else ""
             click.echo(f"fwrd-run: {len(chosen)} slide(s) on {opened.name} ({opened.device}, {opened.precision}){mode}",
                        err=True)

@@ -19,6 +19,7 @@ import numpy as np
 
 from fwrd.errors import DataError
 from fwrd.evaluation.detections import SlideScore, slide_key
+from fwrd.evaluation.slide_status import usable_slides
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,40 +102,18 @@ def evaluate_slides(
     scores: dict[str, SlideScore],
     reference: dict[str, tuple[str, bool]],
     exclude: Iterable[str] = (),
+    review: str | None = None,
 ) -> SlideEvaluation:
     """Join slide scores with the reference (case-insensitive names) and compute the ROC AUC.
 
-    Every reference slide that is not excluded needs a score, and every scored slide must be in the
-    reference: a partial join would quietly change the figure.
+    Every reference slide that is not excluded needs a usable score, and every scored slide must be in the
+    reference (fwrd.evaluation.slide_status): a partial join would quietly change the figure.
     """
-    excluded = {slide_key(e) for e in exclude}
-    unknown = sorted(s.name for k, s in scores.items() if k not in reference and k not in excluded)
-    if unknown:
-        raise DataError(f"slide {unknown[0]} is not in the reference ({len(unknown)} such slides)")
-    names, labels, values = [], [], []
-    missing, failed = [], []
-    for key, (name, tumor) in sorted(reference.items()):
-        if key in excluded:
-            continue
-        entry = scores.get(key)
-        if entry is None:
-            missing.append(name)
-        elif entry.score is None:
-            detail = f"{entry.status or 'no score'}{': ' + entry.error if entry.error else ''}"
-            failed.append(f"{entry.name} ({detail})")
-        else:
-            names.append(entry.name)
-            labels.append(tumor)
-            values.append(entry.score)
-    if failed:
-        raise DataError(
-            f"{len(failed)} slide(s) have no score, e.g. {failed[0]}; re-run them or pass --exclude"
-        )
-    if missing:
-        raise DataError(
-            f"{len(missing)} reference slide(s) have no score, e.g. {missing[0]}; "
-            "score them or pass --exclude"
-        )
+    picked = usable_slides(scores, reference, exclude, review)
+    excluded = {slide_key(e) for e in exclude} | ({slide_key(k) for k in reference} - {key for key, *_ in picked})
+    names = [row.name for _, _, _, row in picked]
+    labels = [bool(tumor) for _, _, tumor, _ in picked]
+    values = [row.score for _, _, _, row in picked]
     label_arr = np.asarray(labels, dtype=bool)
     score_arr = np.asarray(values, dtype=np.float64)
     fpr, tpr, thresholds = roc_curve(label_arr, score_arr)

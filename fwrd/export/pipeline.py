@@ -4,9 +4,9 @@ Every graph is written under a temporary name, run in ONNX Runtime against PyTor
 synthetic tissue tiles, calibration-slide tiles and noise at batch 1 and batch 8, and renamed to its
 final name only when it passes its gate. A JSON report of the figures goes beside it. A graph that can
 go to TensorRT (fp32, fp16, int8 for `--target tensorrt`) must also pass the static scan of TensorRT's
-parser rules, and keeps its verification tiles and PyTorch's scores beside it (`rd.onnx.verify.npz`), so
-an engine built from it later, on another machine (`build_engine_from_onnx`, torch-free), is gated on
-the same tiles. An engine is only written when it passes the gate of its precision too.
+parser rules. Every graph keeps its verification tiles and PyTorch's scores beside it (`rd.onnx.verify.npz`),
+so an engine built from it later, on another machine (`build_engine_from_onnx`, torch-free), is gated on
+the same tiles, and every load of the graph scores them again (fwrd.runtime.self_test). An engine is only written when it passes the gate of its precision too.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from fwrd.digest import file_sha256
 from fwrd.config import META_PRECISION
 from fwrd.errors import DependencyMissing, ExportGateFailed, FwrdError, InputNotFound
 from fwrd.export.calibration import labelled_synthetic_tiles, noise_tiles, slide_tissue_tiles
-from fwrd.export.gate import VerificationSet, VerifyReport, enforce, verification_path
+from fwrd.evaluation.gate import VerificationSet, VerifyReport, enforce, verification_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("cpu", "tensorrt")
@@ -124,15 +124,14 @@ def export_model(settings: ExportSettings, log: Callable[[str], None] = print) -
         write_metadata(graph, config, settings.precision, sha, target=settings.target)
         os.replace(graph, output)
     checks = VerificationSet(tiles, reference, is_tumor, file_sha256(output))
-    if settings.for_tensorrt:
-        checks.save(verification_path(output))
+    checks.save(verification_path(output))  # engines are gated on it, and every load scores it (self_test)
     seconds = time.perf_counter() - started
     result = ExportResult(output, report, seconds, output.stat().st_size, regions=regions)
     write_json(output.with_name(output.name + ".json"), {
         "onnx": output.name, "precision": settings.precision, "target": settings.target,
         "checkpoint_sha256": sha, "config": config.to_dict(), "verification": report.to_dict(),
         "verification_regions": regions.to_dict() if regions is not None else None,
-        "verification_set": verification_path(output).name if settings.for_tensorrt else None,
+        "verification_set": verification_path(output).name,
         "export_seconds": round(seconds, 2), "size_bytes": result.size_bytes,
     })
     log(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB) in {seconds:.1f} s")
@@ -146,12 +145,14 @@ def build_engine_from_onnx(settings: ExportSettings, precision: str | None = Non
     """`fwrd-export rd.onnx --engine rd.plan`: an engine from a graph exported earlier (anywhere), gated on the
     verification set saved beside it. Needs no torch; the engine's precision is the graph's unless given."""
     from fwrd.runtime.model_file import read_onnx_metadata
+    from fwrd.runtime.onnx_data import refuse_outside_data
 
     onnx_path = Path(settings.checkpoint)
     if not onnx_path.is_file():
         raise InputNotFound(f"ONNX model not found: {onnx_path}")
     if settings.engine is None:
         raise FwrdError(f"{onnx_path.name} is already an ONNX graph: give --engine to build a TensorRT engine from it")
+    refuse_outside_data(onnx_path)
     _check_engine_possible(settings)
     sidecar = verification_path(onnx_path)
     if not sidecar.is_file():

@@ -51,7 +51,7 @@ from fwrd.config import (
     FWRDConfig,
 )
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound, ModelError
-from fwrd.export.gate import VerificationSet, VerifyReport, compare_scores, enforce
+from fwrd.evaluation.gate import VerificationSet, VerifyReport, compare_scores, enforce
 from fwrd.runtime.backends.tensorrt import (
     MANIFEST_FORMAT,
     TensorRTBackend,
@@ -131,6 +131,9 @@ def inspect_onnx(path: Path) -> OnnxInfo:
 
     Reads it with `onnx`, or with onnxruntime on a machine that has only the runtime installed.
     """
+    from fwrd.runtime.onnx_data import refuse_outside_data
+
+    refuse_outside_data(path)  # TensorRT's parser and ONNX Runtime would follow it
     try:
         import onnx  # noqa: F401
 

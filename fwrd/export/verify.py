@@ -5,7 +5,7 @@ uniform noise, at batch 1 and at a larger batch. fp32 must match to 1e-4 relativ
 score close, the ranking (Spearman) and the patch AUROC; int8 must keep the ranking, the patch AUROC
 and the call at the model's threshold (its score drift is reported, not bounded). A failed gate raises
 ExportGateFailed, and the caller never writes the final file. The bounds and the comparison live in
-`fwrd.export.gate` (torch-free), which the TensorRT engine gate shares.
+`fwrd.evaluation.gate` (torch-free), which the TensorRT engine gate shares.
 
 On an x86 CPU, ONNX Runtime runs an fp16 graph's convolutions through casts to fp32, so the fp16 gate
 here measures the rounding of the weights to fp16, not fp16 arithmetic; the engine gate on the GPU is
@@ -26,7 +26,7 @@ import torch
 
 from fwrd.config import INPUT_NAME, OUTPUT_MAPS, OUTPUT_SCORE, FWRDConfig
 from fwrd.errors import DependencyMissing
-from fwrd.export.gate import GATES, Gate, VerifyReport, compare_scores, enforce  # noqa: F401  (re-exported)
+from fwrd.evaluation.gate import GATES, Gate, VerifyReport, compare_scores, enforce  # noqa: F401  (re-exported)
 from fwrd.model.fused_scorer import FusedScorer
 from fwrd.model.anomaly_map import patch_score
 from fwrd.model.network import ReverseDistillation

@@ -30,6 +30,7 @@ IMAGENET_URL = "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth
 IMAGENET_FILE = "wide_resnet50_2-95faca4d.pth"
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch hub's convention: the name carries a sha256 prefix
 _MARK = "_fwrd_teacher_file"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,24 @@ class TeacherFile:
 
     @classmethod
     def from_dict(cls, data: Any, where: str | Path = "checkpoint") -> "TeacherFile":
+        """The reference a checkpoint carries, trusted only as a name: a checkpoint names torchvision's
+        published file and nothing else (`named_file` never names another), so a name that is a path
+        (`../../etc/shadow`) or another file is refused, the download address is ours, never the file's,
+        and where training saw the file is kept only when it is that file's name (issue 26.6)."""
         try:
-            return cls(**{k: str(data[k]) for k in ("name", "url", "sha256")}, seen_at=str(data.get("seen_at", "")))
+            name, sha256 = str(data["name"]), str(data["sha256"])
+            seen_at = str(data.get("seen_at", ""))
         except (TypeError, KeyError, AttributeError):
-            raise CheckpointError(f"{where}: its teacher reference is incomplete ({data!r:.80})") from None
+            raise CheckpointError(f"{where}: its teacher reference is incomplete") from None
+        if name != IMAGENET_FILE:
+            raise CheckpointError(f"{where}: its teacher reference names {name[:80]!r}; a checkpoint may only name "
+                                  f"torchvision's {IMAGENET_FILE} (other teachers travel inside it)")
+        if not _SHA256.fullmatch(sha256):
+            raise CheckpointError(f"{where}: its teacher reference holds no valid sha256")
+        seen = Path(seen_at)
+        if not (seen.is_absolute() and seen.name == IMAGENET_FILE and ".." not in seen.parts):
+            seen_at = ""
+        return cls(IMAGENET_FILE, IMAGENET_URL, sha256, seen_at)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from fwrd.config import (
     FWRDConfig,
 )
 from fwrd.errors import FwrdError, InputNotFound, ModelError
+from fwrd.runtime.onnx_data import refuse_outside_data
 
 # (name, dtype, shape): dtype as numpy names it ("uint8") or as ONNX Runtime does ("tensor(uint8)");
 # a shape entry is an int, or a str / None for a symbolic (dynamic) dimension.
@@ -40,6 +41,7 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise InputNotFound(f"model not found: {path}")
+    refuse_outside_data(path)  # before ONNX Runtime (the fallback below) follows any of it
     try:
         import onnx
     except ImportError:

@@ -8,10 +8,10 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-from fwrd.config import QCThresholds
-from fwrd.slide.qc_features import FEATURE_RULES
+from fwrd.config import QCThresholds, check_threshold
 from fwrd.errors import FwrdError
 from fwrd.slide.grid import DEFAULT_MIN_TISSUE
+from fwrd.slide.qc_features import FEATURE_RULES
 
 # How grids and tiles come out of a slide: the tissue mask at the reference's resolution from any level
 # (fwrd.slide.thumbnail), white-balanced by its glass with the saturation threshold capped (fwrd.slide.tissue),
@@ -74,8 +74,8 @@ class RunSettings:
             raise FwrdError(f"stride must be at least 1 pixel, got {self.stride}")
         if self.mpp is not None and not (self.mpp > 0 and math.isfinite(self.mpp)):
             raise FwrdError(f"microns per pixel must be a positive number, got {self.mpp}")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise FwrdError(f"the threshold must be a finite number, got {self.threshold}")
+        if self.threshold is not None:
+            check_threshold(self.threshold, "--threshold")
         if not 0.0 <= self.min_tissue <= 1.0:
             raise FwrdError(f"minimum tissue fraction must be in [0, 1], got {self.min_tissue}")
         if self.nms_radius is not None and self.nms_radius < 1:

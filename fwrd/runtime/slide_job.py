@@ -47,6 +47,7 @@ from fwrd.atomic import atomic_open, remove_stale_temps
 from fwrd.errors import FwrdError, ModelError, SlideError
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import DecodeWorkers, RegionWorkers
+from fwrd.runtime.dense_trust import dense_margin, dense_note
 from fwrd.runtime.infer import StreamTimes, run_region_stream, run_stream
 from fwrd.runtime.outputs.areas import cells_area_mm2, tissue_area_mm2, tumor_area_mm2
 from fwrd.runtime.outputs.colormap import model_scale
@@ -109,21 +110,25 @@ class SlideResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
+def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, settings: RunSettings, *,
+                measuring: bool = False) -> SlideResult:
     """Score the slide at `slide_path` with `backend` into `out_dir/<slide name>/`.
 
     Raises FwrdError subclasses (SlideError, ModelError, ...) for what a user can fix; a failed slide
     leaves `out_dir/<slide name>/` as it was (absent, or an earlier run's complete outputs) and its error
     in `out_dir/.<slide name>.failed.json`. Raises SlideBusy (recording nothing) while another process
     scores the same slide into `out_dir`, and FwrdError before touching anything when the slide's name
-    cannot name a folder (slide_folder.output_name).
+    cannot name a folder (slide_folder.output_name). Dense scoring needs a model validated for it
+    (fwrd.runtime.dense_trust); `measuring` is for scores that are measured, never delivered: the
+    validation itself (fwrd.export.dense_validation, which scores the model densely to write that record)
+    and fwrd-bench's timings (a scratch folder, removed).
     """
     slide_path, out_dir = Path(slide_path), Path(out_dir)
     name = output_name(slide_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     with slide_lock(out_dir, name):
         try:
-            return _score_locked(slide_path, name, backend, out_dir, settings)
+            return _score_locked(slide_path, name, backend, out_dir, settings, measuring)
         except Exception as exc:  # recorded under the lock, so a later run's success is never overwritten
             with suppress(OSError):  # a full disk: the caller's slides.csv update says so
                 fail_slide(out_dir, name, slide_path, error_line(exc), keep_journal=isinstance(exc, OSError))
@@ -151,11 +156,12 @@ def check_slide_file(path: Path) -> None:
                          "files")
 
 
-def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, settings: RunSettings) -> SlideResult:
+def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, settings: RunSettings,
+                  measuring: bool) -> SlideResult:
     began = time.perf_counter()
     check_slide_file(slide_path)
     check_replaceable(out_dir, name)
-    settings = qc_settings(dense_settings(settings, backend), backend)
+    settings = qc_settings(dense_settings(settings, backend, measuring=measuring), backend)
     model_sha = str(getattr(backend, "model_sha256", "") or "")
     run_key = settings.output_key(backend.scores_identity())
     final = out_dir / name
@@ -258,21 +264,16 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
     return SlideResult(name, slide_path, summary["status"], summary["score"], summary["review_reason"], final, summary)
 
 
-DENSE_THRESHOLD_NOTE = ("the threshold ({:g}) was chosen on per-tile validation scores; dense scores of the same "
-                        "tiles can sit elsewhere (README, Dense scoring): check tiles.csv, or give --threshold")
-
-
 def dense_threshold_note(config: Any) -> str:
-    """Which threshold dense scores are called at, and how far to trust it (fwrd-run prints it, on Ray too)."""
-    if config.dense_threshold is not None:
-        return (f"threshold {config.dense_threshold:g}: the model's own for dense scores (trained with "
-                f"{config.context} px context, chosen on dense validation scores)")
-    return DENSE_THRESHOLD_NOTE.format(config.threshold)
+    """How the model was validated for dense scoring, and the threshold dense scores are called at (fwrd-run
+    prints it, on Ray too)."""
+    return dense_note(config)
 
 
-def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
+def dense_settings(settings: RunSettings, backend: Backend, measuring: bool = False) -> RunSettings:
     """`settings` with the region side and margin a dense run uses filled in (they are part of the resume
-    keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions."""
+    keys); unchanged for per-tile scoring. ModelError when the backend was not opened for regions, or (unless
+    `measuring`) the model was not validated for dense scoring at that margin (fwrd.runtime.dense_trust)."""
     if not settings.dense:
         return settings
     if backend.region is None:
@@ -280,7 +281,10 @@ def dense_settings(settings: RunSettings, backend: Backend) -> RunSettings:
     if settings.region is not None and settings.region != backend.region:
         raise ModelError(f"the backend was opened for regions of {backend.region} px, the settings ask for "
                          f"{settings.region}")
-    margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
+    if measuring:
+        margin = default_margin(backend.config.tile_size) if settings.margin is None else settings.margin
+    else:
+        margin = dense_margin(backend.config, settings.margin, _model_name(backend))
     return replace(settings, region=backend.region, margin=margin)
 
 
@@ -289,6 +293,11 @@ def qc_settings(settings: RunSettings, backend: Backend) -> RunSettings:
     if not settings.qc or settings.qc_thresholds is not None:
         return settings
     return replace(settings, qc_thresholds=backend.config.qc)
+
+
+def _model_name(backend: Backend) -> str:
+    path = getattr(backend, "model_path", "")
+    return Path(path).name if path else f"the {backend.name} model"
 
 
 def _mode(settings: RunSettings, regions: RegionPlan | None) -> dict[str, Any]:

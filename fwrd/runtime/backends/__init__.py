@@ -68,8 +68,24 @@ def open_backend(
         from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         opened = OnnxRuntimeBackend(path, threads=threads, batch_size=batch_size, dense=dense, region=region)
+    return checked(opened, path)
+
+
+def checked(opened: Backend, path: Path) -> Backend:
+    """`opened` with `model_path` and `model_sha256` set, once it has passed its self-test at load (the
+    export's verification tiles, when they are beside the model: fwrd.runtime.self_test); closed and
+    ModelError when it failed it."""
+    from fwrd.runtime.self_test import self_test
+
     opened.model_path = path  # type: ignore[attr-defined]
     opened.model_sha256 = file_sha256(path)  # type: ignore[attr-defined]
+    try:
+        note = self_test(opened, path, opened.model_sha256)  # type: ignore[attr-defined]
+    except BaseException:
+        opened.close()
+        raise
+    if note:
+        opened.notes.append(note)
     return opened
 
 

@@ -47,6 +47,7 @@ from fwrd.config import (
 from fwrd.errors import DependencyMissing, InputNotFound, ModelError
 from fwrd.runtime.backends.base import Backend, RegionMaps, check_region, check_tiles, dense_unsupported
 from fwrd.runtime.model_file import check_fwrd_model, read_onnx_metadata, scores_regions
+from fwrd.runtime.onnx_data import refuse_outside_data
 from fwrd.runtime.regions import default_side
 
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -110,6 +111,7 @@ class OnnxRuntimeBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise InputNotFound(f"model not found: {path}")
+        refuse_outside_data(path)  # before any session follows a tensor's data out of the model's folder
         self.path = path
         notes: list[str] = []
         options = ort.SessionOptions()

@@ -94,9 +94,9 @@ def text_width(draw: ImageDraw.ImageDraw, text: str, face) -> int:
 def scale_ticks(scale: ScoreScale, most: int = 7) -> list[float]:
     """Evenly spaced round scores inside the scale (steps of 0.5, 1, 2, 5, ...), at most `most`."""
     span = scale.hi - scale.lo
-    for step in (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0):
-        if span / step + 1 <= most:
-            break
+    step, k = 0.5, 0
+    while span / step + 1 > most:  # 0.5, then 1, 2, 5 x 10^k: as many steps as digits, whatever the span
+        step, k = (1.0, 2.0, 5.0)[k % 3] * 10.0 ** (k // 3), k + 1
     first = math.ceil(scale.lo / step) * step
     return [round(first + k * step, 6) for k in range(int(math.floor((scale.hi - first) / step + 1e-9)) + 1)]
 
