@@ -33,6 +33,10 @@ from fwrd.errors import FwrdError
               help="--backend torch on CUDA: run eagerly instead of replaying a captured CUDA graph per batch "
                    "(graphs were 3-6 % faster on an H100; they hold a second copy of the activations).")
 @click.option("--tf32", is_flag=True, help="--backend torch fp32 on CUDA: allow TF32 convolutions (~1e-3 relative).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="--backend torch: compile the tile scorer with torch.compile (inductor, frozen weights, fused "
+                   "pointwise kernels) before scoring; costs compilation time once per process (cached on disk "
+                   "by PyTorch), falls back to eager with a note when compilation fails. Dense regions run eager.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Decode threads.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -70,7 +74,7 @@ from fwrd.errors import FwrdError
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
-    precision: str, no_cuda_graphs: bool, tf32: bool, batch_size: int, workers: int, threads: int | None,
+    precision: str, no_cuda_graphs: bool, tf32: bool, compile_: bool, batch_size: int, workers: int, threads: int | None,
     stride: int | None, dense: bool, region: int | None, margin: int | None, mpp: float | None,
     threshold: float | None, shard: str | None, resume: bool, overwrite: bool, reader: str,
     ray_address: str | None, quiet: bool,
@@ -117,7 +121,7 @@ def command(
             "interrupted ones, or --overwrite to score them again"
         )
     options = dict(backend=backend, batch_size=batch_size, threads=threads, device=device, precision=precision,
-                   cuda_graphs=not no_cuda_graphs, tf32=tf32, dense=dense, region=region)
+                   cuda_graphs=not no_cuda_graphs, tf32=tf32, dense=dense, region=region, compile=compile_)
     log = (lambda line: None) if quiet and len(chosen) == 1 else None
     if ray_address is not None:
         from fwrd.runtime.cluster import BackendSpec, score_cohort_on_ray

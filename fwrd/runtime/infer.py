@@ -7,8 +7,9 @@ decode-bound when this grows), the sink (writing results), and the rest (inferen
 
     times = run_stream(backend, decode, sink=lambda coords, scores: grid.add(coords, scores))
 
-Dense scoring streams regions instead (`run_region_stream`): the backend returns each region's
-per-scale maps and every tile window the region scores is read off them (fwrd.runtime.window_scores).
+Dense scoring streams regions instead (`run_region_stream`): the backend scores every tile window a
+region holds from that region's one pass (`Backend.score_regions`: numpy reads the windows off the
+per-scale maps, fwrd.runtime.window_scores; the torch backend on a GPU does it on the device).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import numpy as np
 
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import BatchBuffer, DecodeWorkers, RegionBuffer, RegionWorkers
-from fwrd.runtime.window_scores import scores_at
 
 
 @dataclass
@@ -113,10 +113,14 @@ def run_region_stream(
     """Dense scoring: one backend pass per region `decode` produces, then the scores of the grid points
     it holds; `sink(coords, scores)` per region, in the order regions finish."""
     plan = decode.plan
+    starts = plan.region_starts
     times = StreamTimes()
     started = time.perf_counter()
-    for index, maps in backend.run_regions(_feed(decode, times, lambda r: (r.index, r.pixels))):
-        a, b = int(plan.region_starts[index]), int(plan.region_starts[index + 1])
-        scores = scores_at(maps, plan.tiles.tile, plan.offsets[a:b])
+    regions = _feed(decode, times, lambda r: (r.index, r.pixels, plan.offsets[starts[r.index]:starts[r.index + 1]]))
+    for index, scores in backend.score_regions(regions, plan.tiles.tile):
+        a, b = int(starts[index]), int(starts[index + 1])
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        if len(scores) != b - a:
+            raise RuntimeError(f"backend returned {len(scores)} scores for the {b - a} tiles of region {index}")
         _count(times, plan.points[a:b], sink, scores, on_progress)
     return _finish(times, started, decode)

@@ -113,7 +113,8 @@ def score_slide(slide_path: str | Path, backend: Backend, out_dir: Path, setting
         regions = None
         if settings.dense:
             assert settings.region is not None and settings.margin is not None  # dense_settings filled them
-            regions = plan_regions(plan, settings.region, settings.margin, fixed=backend.fixed_regions)
+            regions = plan_regions(plan, settings.region, settings.margin, fixed=backend.fixed_regions,
+                                   quantum=backend.region_quantum)
         t_tissue = time.perf_counter() - mark
 
         grid = ScoreGrid(plan.geometry)
