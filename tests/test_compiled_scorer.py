@@ -72,3 +72,16 @@ def test_compiled_equals_eager_on_a_small_input():
     with torch.inference_mode():
         for got, want in zip(result.module(tiles), module(tiles)):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_belongs_to_the_torch_backend(standin_model, synthetic_tif, tmp_path):
+    """`fwrd-run --compile` on an ONNX model: one line, no traceback, nothing written."""
+    from click.testing import CliRunner
+
+    from fwrd.cli.run import command
+
+    out = tmp_path / "out"
+    done = CliRunner().invoke(command, [str(synthetic_tif.path), "--model", str(standin_model), "--compile",
+                                        "--out", str(out), "--quiet"])
+    assert done.exit_code != 0 and "--compile" in done.output and "Traceback" not in done.output
+    assert not out.exists() or not any(out.iterdir())

@@ -20,8 +20,9 @@ PyTorch enables it for cuDNN convolutions by default, which moves scores (by 1.5
 The network has its BatchNorms folded into the convolutions (FusedScorer does it on its copy). With
 `compile=True` the tile scorer is also compiled by torch.compile (fwrd.model.compiled: inductor, frozen
 weights, fused pointwise epilogues), once, before the slots capture it in their CUDA graphs; a failed
-compilation runs eager and says so in `notes`. Off by default: on this project's 2-core CPU it cost
-minutes of compilation for no gain worth it (docs/gpu.md), and on a GPU it is for the kit to show.
+compilation runs eager and says so in `notes`. Off by default: on this project's 2-core CPU compiling
+took 249 s and the compiled scorer ran at about a third of eager's speed (docs/gpu.md); on a GPU it is off
+until the kit has measured it there.
 
 Dense scoring (`score_regions`): regions through the same (eager) scorer, two in flight on CUDA, the
 tile-window scores computed on the device and only they copied back (fwrd.model.region_scores).
@@ -160,9 +161,12 @@ class TorchRunner:
             return score.float().numpy().copy(), amap.float().numpy().copy()
         results = list(self.run_batches((k, tiles[k:k + self.batch_size])
                                         for k in range(0, max(len(tiles), 1), self.batch_size)))
-        if not results:
+        return self._joined([r[1] for r in results], [r[2] for r in results])
+
+    def _joined(self, scores: list[np.ndarray], amaps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if not scores:
             return np.empty(0, np.float32), np.empty((0, self.tile_size // 4, self.tile_size // 4), np.float32)
-        return np.concatenate([r[1] for r in results]), np.concatenate([r[2] for r in results])
+        return np.concatenate(scores), np.concatenate(amaps)
 
     def _infer_padded(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """CPU, compiled: chunks of the batch size, the last one padded with zeros (no recompilation)."""
@@ -176,9 +180,7 @@ class TorchRunner:
                 score, amap = self.forward(torch.from_numpy(padded))
             scores.append(score[:len(chunk)].float().numpy().copy())
             amaps.append(amap[:len(chunk)].float().numpy().copy())
-        if not scores:
-            return np.empty(0, np.float32), np.empty((0, self.tile_size // 4, self.tile_size // 4), np.float32)
-        return np.concatenate(scores), np.concatenate(amaps)
+        return self._joined(scores, amaps)
 
     def score_regions(self, items: Iterable[tuple[Any, np.ndarray, Windows]]) -> Iterator[tuple[Any, np.ndarray]]:
         """(tag, checked region uint8 [H, W, 3], its window plan) -> (tag, scores float32 [N]) in input order;

@@ -1,7 +1,9 @@
 """What each of issue 22's levers buys, in one call, on tiles already on the device (no decode, no copies):
 
     variants     the scorer as shipped before issue 22 (BatchNorm unfolded, eager, CUDA graphs: the
-                 baseline, rerun here) against BatchNorm folded, torch.compile'd (inductor, frozen weights),
+                 baseline, rerun here; only its cosine maps are today's, fp16 read with fp32 accumulation,
+                 which has no switch: the H100 record's 3,338 tiles/s is the figure before that) against
+                 BatchNorm folded, torch.compile'd (inductor, frozen weights),
                  each with and without CUDA graphs, and bf16 against fp16: tiles/s, x baseline, TFLOP/s
                  (FLOPs from torch.utils.flop_counter.FlopCounterMode), fraction of the card's dense fp16
                  peak, compile seconds, and the scores of the export gate's tiles against fp32 (TF32 off)
