@@ -51,8 +51,9 @@ class StreamTimes:
 
 
 def _feed(decode: DecodeWorkers | RegionWorkers, times: StreamTimes,
-          item: Callable[[Any], tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray]]:
-    """(tag, pixels) of each ready buffer; a buffer goes back to the pool when the backend asks for the next."""
+          item: Callable[[Any], tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """`item(buffer)` ((tag, pixels), or (tag, pixels, offsets) for regions) of each ready buffer; a buffer goes
+    back to the pool when the backend asks for the next."""
     previous: BatchBuffer | RegionBuffer | None = None
     source = decode.batches()
     while True:

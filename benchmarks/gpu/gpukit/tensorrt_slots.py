@@ -94,5 +94,3 @@ def _overlap(launches: list[tuple[int, Any, Any]]) -> dict[str, Any]:
             "next_batch_started_before_previous_ended": int(sum(e < 0 for e in early)),
             "gap_between_batches_ms_median": round(sorted(early)[len(early) // 2], 3)}
 
-
-def _bench_summary(record: dict[str, Any]) -> dict[str, Any]:
