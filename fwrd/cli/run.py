@@ -74,8 +74,8 @@ from fwrd.errors import FwrdError
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
-    precision: str, no_cuda_graphs: bool, tf32: bool, compile_: bool, batch_size: int, workers: int, threads: int | None,
-    stride: int | None, dense: bool, region: int | None, margin: int | None, mpp: float | None,
+    precision: str, no_cuda_graphs: bool, tf32: bool, compile_: bool, batch_size: int, workers: int,
+    threads: int | None, stride: int | None, dense: bool, region: int | None, margin: int | None, mpp: float | None,
     threshold: float | None, shard: str | None, resume: bool, overwrite: bool, reader: str,
     ray_address: str | None, quiet: bool,
 ) -> None:

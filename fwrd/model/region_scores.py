@@ -14,7 +14,7 @@ The weights are the numpy rule's (`fwrd.runtime.window_scores.window_plan`, made
 backend and handed over as arrays), and the sums are float64 as there, so the device scores equal
 numpy's to the last float32 bit or one unit in it. Why not an integral image: the align_corners upsample
 gives the nodes under a window unequal weights (at strides 4 and 8 they vary along the window), so a box
-sum would be an approximation; the weighted sums are ~0.1 GFLOP for a 4096 px region, next to ~17 TFLOP
+sum would be an approximation; the weighted sums are ~0.2 GFLOP for a 4096 px region, next to ~17 TFLOP
 for its pass through the network.
 
 On a CPU the same code runs synchronously (no streams, no pinned memory): the CI checks it against numpy.

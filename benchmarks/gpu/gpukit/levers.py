@@ -289,8 +289,8 @@ def _small_tiles(config: Any, tile: int, batches: tuple[int, ...], half: Any, cu
             tiles = torch.randint(0, 256, (b, tile, tile, 3), dtype=torch.uint8, device=device)
             with torch.inference_mode():
                 rates = _time(module, tiles, max(1, iters // 2), repeats, cuda, device)
-            rows[str(b)] = {"tiles_per_s": round(statistics.median(rates), 1),
-                            "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None}
+            peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None
+            rows[str(b)] = {"tiles_per_s": round(statistics.median(rates), 3), "peak_memory_gib": peak}
         except Exception as exc:  # out of memory at the largest batch is an answer too
             rows[str(b)] = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
     done = {b: r["tiles_per_s"] for b, r in rows.items() if "tiles_per_s" in r}

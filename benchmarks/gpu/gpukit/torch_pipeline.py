@@ -37,7 +37,8 @@ def run(kit: Kit) -> dict[str, Any]:
         "fp16": dict(backends=(half,), batch_sizes=s.batch_sizes, checkpoint=kit.checkpoint(),
                      stages=("decode", "inference", "end-to-end", "naive"), cuda_graphs=False),
         # CUDA graphs on the middle batch size
-        "fp16-graphs": dict(backends=(half,), batch_sizes=middle, stages=("inference", "end-to-end"), cuda_graphs=graphs),
+        "fp16-graphs": dict(backends=(half,), batch_sizes=middle, stages=("inference", "end-to-end"),
+                            cuda_graphs=graphs),
         # fp32 (TF32 off): inference only, it is several times slower
         "fp32": dict(backends=("torch-fp32",), batch_sizes=middle, stages=("inference",), cuda_graphs=False),
         # torch.compile'd scorer under CUDA graphs, the two larger batch sizes: issue 22's per-tile target

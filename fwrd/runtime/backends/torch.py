@@ -2,8 +2,8 @@
 
 The runtime's side of it: the `Backend` interface, the input checks every backend makes, the region
 side and thread count the runtime decides, and for dense scoring the tile windows' weights
-(fwrd.runtime.window_scores.window_plan), which the runner multiplies with the maps on the GPU. The torch side (device placement, pinned slots, streams,
-CUDA graphs) is `fwrd.model.runner.TorchRunner`, imported when a backend is opened, never when this
+(fwrd.runtime.window_scores.window_plan), which the runner multiplies with the maps on the GPU. The
+torch side (device placement, pinned slots, streams, CUDA graphs) is `fwrd.model.runner.TorchRunner`, imported when a backend is opened, never when this
 module is: `fwrd.runtime` imports without torch installed, and only `--backend torch` loads it.
 
     with TorchBackend("model.pt", device="cuda", precision="fp16", batch_size=64) as backend:
