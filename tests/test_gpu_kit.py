@@ -23,8 +23,8 @@ def test_dry_run_runs_every_step_it_can(trained, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((out / "kit.json").read_text())
     status = {name: step["status"] for name, step in record["steps"].items()}
-    assert status == {"environment": "ok", "cuda_memory": "skipped", "precision": "ok", "torch_pipeline": "ok",
-                      "tensorrt_slots": "skipped", "training": "ok"}, record["steps"]
+    assert status == {"environment": "ok", "cuda_memory": "skipped", "precision": "ok", "levers": "ok",
+                      "torch_pipeline": "ok", "tensorrt_slots": "skipped", "training": "ok"}, record["steps"]
     assert "no CUDA device" in record["steps"]["cuda_memory"]["reason"]
 
     precision = record["steps"]["precision"]["result"]
@@ -33,11 +33,31 @@ def test_dry_run_runs_every_step_it_can(trained, tmp_path):
     pipeline = record["steps"]["torch_pipeline"]["result"]["fp16"]
     (e2e,) = pipeline["end_to_end"].values()
     assert e2e["tiles_per_s"] > 0 and pipeline["naive"] > 0 and pipeline["decode"]
-    assert set(record["steps"]["torch_pipeline"]["result"]) == {"fp16", "fp16-graphs", "fp32", "dense"}
-    (dense,) = record["steps"]["torch_pipeline"]["result"]["dense"]["dense"]
-    assert dense["speedup"] > 0 and dense["tiles_per_s"] > 0 and dense["agreement"]["cells"] > 0
-    assert dense["speedup"] == pytest.approx(dense["tiles_per_s"] / dense["per_tile_tiles_per_s"], rel=0.01)
-    assert "## Dense scoring vs per tile" in (out / "kit.md").read_text()
+    runs = record["steps"]["torch_pipeline"]["result"]
+    assert set(runs) == {"fp16", "fp16-graphs", "fp32", "dense", "dense-section"}  # compiled: GPU plan only
+    for run in ("dense", "dense-section"):
+        (dense,) = runs[run]["dense"]
+        assert dense["speedup"] > 0 and dense["tiles_per_s"] > 0 and dense["agreement"]["cells"] > 0
+        assert dense["speedup"] == pytest.approx(dense["tiles_per_s"] / dense["per_tile_tiles_per_s"], rel=0.01)
+    assert runs["dense-section"]["slide"]["tiles"] > 0
+    markdown = (out / "kit.md").read_text()
+    assert "## Dense scoring vs per tile" in markdown and "(tissue-filled section)" in markdown
+    assert "## Levers" in markdown
+
+    levers = record["steps"]["levers"]["result"]
+    assert levers["baseline"] == "unfolded" and levers["gflop_per_tile"] > 0
+    variants = levers["variants"]
+    assert set(variants) == {"unfolded", "folded", "compiled"}  # graphs and bf16: GPU plan only
+    for name, row in variants.items():
+        assert row["tiles_per_s"] > 0 and row["within_fp16_gate"], (name, row)
+    assert variants["folded"]["scores"]["max_rel"] <= 1e-5  # folding is exact in fp32
+    assert variants["compiled"]["compiled"] and "compile_seconds" in variants["compiled"]
+    assert variants["unfolded"]["x_baseline"] == 1.0
+    split = levers["kernel_split"]
+    assert split["unfolded"]["fraction"].get("batchnorm", 0) > 0 and "batchnorm" not in split["folded"]["fraction"]
+    assert split["folded"]["fraction"]["convolution"] > 0
+    assert levers["dense"]["gflop_per_region"] > 0 and levers["dense"]["per_flop_efficiency_vs_tiles"] > 0
+    assert levers["small_tiles"]["best_batch"] in (2, 4)
 
     training = record["steps"]["training"]["result"]
     assert training["steps"][0]["loss_finite"] and training["fwrd_train"]["epochs"] == 1

@@ -58,6 +58,7 @@ from fwrd.errors import DependencyMissing, FwrdError, ModelError
 from fwrd.runtime.backends.onnxruntime import physical_cores
 from fwrd.digest import file_sha256
 from fwrd.runtime.plan import SlidePlan, plan_slide
+from fwrd.runtime.regions import ALIGN
 from fwrd.runtime.settings import RunSettings
 from fwrd.slide.reader import open_slide
 from fwrd.slide.synthetic import make_synthetic_slide
@@ -95,6 +96,7 @@ class BenchSettings:
         checkpoint: model.pt for the naive PyTorch baseline.
         device: where the torch backend and the naive loop run (auto: CUDA when PyTorch sees a GPU).
         cuda_graphs: the torch backend replays a captured CUDA graph per batch.
+        compile: the torch backend compiles its tile scorer (torch.compile) when it opens.
         dense: also score end to end with dense scoring, and compare the modes (fwrd-bench --dense).
         region: dense scoring's region side (None: the backend's default).
     """
@@ -117,6 +119,7 @@ class BenchSettings:
     checkpoint: Path | None = None
     device: str = "auto"
     cuda_graphs: bool = True
+    compile: bool = False
     dense: bool = False
     region: int | None = None
     seed: int = 7
@@ -186,7 +189,8 @@ def open_targets(settings: BenchSettings, log: Log = _silent) -> tuple[list[Targ
                     try:
                         log(f"loading {what}")
                         target = open_target(path, kind, settings.batch_sizes, settings.threads, settings.device,
-                                             settings.cuda_graphs, settings.dense, settings.region)
+                                             settings.cuda_graphs, settings.dense, settings.region,
+                                             compile=settings.compile)
                     except DependencyMissing as exc:
                         reason = str(exc)
                     except ModelError as exc:
@@ -313,6 +317,8 @@ def _measure(
     dense_raw: dict[tuple[int, int], list[tuple[Sample, dict]]] = collections.defaultdict(list)
     heatmaps: dict[tuple[str, int], list] = collections.defaultdict(list)  # (mode, target): first run's
     pool = sample_tiles(plan, slide_path, 2 * decode_batch, settings.prefer_direct) if "inference" in stages else None
+    if "end-to-end" in stages and settings.warmup:
+        _warm_dense(targets, slide_path, replace(base, workers=max(settings.workers)), work, log)
     for r in range(settings.repeats):
         tag = f"[{r + 1}/{settings.repeats}]"
         if "decode" in stages:
@@ -375,6 +381,16 @@ def _measure(
     result["naive"] = naive
     result["memory"] = memory
     return result
+
+
+def _warm_dense(targets: Sequence[Target], slide_path: Path, base: RunSettings, work: Path, log: Log) -> None:
+    """One uncounted dense pass over the slide for each backend that tunes its kernels per region shape
+    (a GPU: cuDNN autotunes every convolution on a new shape), so no timed repeat pays for tuning."""
+    for target in targets:
+        dense = target.dense
+        if dense is not None and (dense.fixed_regions or dense.region_quantum > ALIGN):
+            log(f"warm-up: dense, {target.label} (not timed)")
+            end_to_end_sample(slide_path, dense, replace(base, dense=True, region=dense.region), work)
 
 
 def _eta(samples: list[Sample] | None, tiles: int) -> str:

@@ -59,7 +59,8 @@ class Target:
         backend = self.any_backend
         device = backend.device.split(" ")[0]
         graphs = "+graphs" if getattr(backend, "cuda_graphs", False) else ""
-        return f"{backend.name} {device} {self.precision}{graphs} ({self.path.name})"
+        compiled = "+compiled" if backend.describe().get("compiled") else ""
+        return f"{backend.name} {device} {self.precision}{compiled}{graphs} ({self.path.name})"
 
     def describe(self) -> dict:
         backend = self.any_backend
@@ -149,14 +150,14 @@ def exported_from(path: Path) -> str:
 
 def open_one(
     path: Path, kind: str, batch_size: int, threads: int | None, device: str = "auto", cuda_graphs: bool = True,
-    dense: bool = False, region: int | None = None,
+    dense: bool = False, region: int | None = None, compile: bool = False,
 ) -> Backend:
     """Open `path` on `kind` exactly as fwrd-run would (ort-* pins ONNX Runtime's provider; torch-* take the
-    torch backend's device and CUDA-graph switches; `dense` opens it for region passes)."""
+    torch backend's device, CUDA-graph and compile switches; `dense` opens it for region passes)."""
     regions = {"dense": dense, "region": region}
     if kind in TORCH_PRECISIONS:
         return open_backend(path, "torch", batch_size=batch_size, threads=threads, device=device,
-                            precision=TORCH_PRECISIONS[kind], cuda_graphs=cuda_graphs, **regions)
+                            precision=TORCH_PRECISIONS[kind], cuda_graphs=cuda_graphs, compile=compile, **regions)
     if kind in ORT_DEVICES:
         from fwrd.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -170,7 +171,7 @@ def open_one(
 
 def open_target(
     path: Path, kind: str, batch_sizes: Sequence[int], threads: int | None, device: str = "auto",
-    cuda_graphs: bool = True, dense: bool = False, region: int | None = None,
+    cuda_graphs: bool = True, dense: bool = False, region: int | None = None, compile: bool = False,
 ) -> Target:
     """Load `path` on `kind` for every batch size. An ONNX Runtime session takes any batch, so one session
     serves them all; a TensorRT engine's (and the torch backend's) buffers are sized per batch, so each
@@ -193,7 +194,7 @@ def open_target(
     try:
         for b in sizes:
             try:
-                backends[b] = open_one(path, kind, b, threads, device, cuda_graphs)
+                backends[b] = open_one(path, kind, b, threads, device, cuda_graphs, compile=compile)
             except ModelError as exc:  # e.g. a batch outside the plan's profile: the other sizes still run
                 skipped[b] = str(exc)
     except BaseException:

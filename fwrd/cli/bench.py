@@ -45,6 +45,8 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
               help="Where the torch backends and the naive loop run.")
 @click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
               help="The torch backends on CUDA replay a captured CUDA graph per batch.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="The torch backends compile their tile scorer (torch.compile) when they open; not timed.")
 @click.option("--precisions", default="", callback=_words,
               help="Keep only models of these precisions (fp32, fp16, int8) [default: all given].")
 @click.option("--stages", default="decode,inference,end-to-end,naive", show_default=True, callback=_words,
@@ -79,7 +81,7 @@ def _words(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 def command(
     models: tuple[Path, ...], engines: tuple[Path, ...], slide: Path | None, size: int,
     batch_sizes: tuple[int, ...], workers: tuple[int, ...], backends: tuple[str, ...], device: str,
-    cuda_graphs: bool, precisions: tuple[str, ...],
+    cuda_graphs: bool, compile_: bool, precisions: tuple[str, ...],
     stages: tuple[str, ...], seconds: float, repeats: int, warmup: int, threads: int | None, stride: int | None,
     dense: bool, region: int | None, mpp: float | None, reader: str, checkpoint: Path | None, json_out: Path | None, markdown: Path | None,
     save: Path | None, quiet: bool,
@@ -110,7 +112,7 @@ def command(
         models=models + engines, slide=slide, size=size, batch_sizes=batch_sizes, workers=workers, backends=backends,
         precisions=precisions, stages=stages, seconds=seconds, repeats=repeats, warmup=warmup, threads=threads,
         stride=stride, mpp=mpp, prefer_direct=(reader == "auto"), checkpoint=checkpoint, device=device,
-        cuda_graphs=cuda_graphs, dense=dense, region=region,
+        cuda_graphs=cuda_graphs, compile=compile_, dense=dense, region=region,
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(f"fwrd-bench: {line}", err=True))
     result = run_benchmark(settings, log=log)

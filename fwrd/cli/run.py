@@ -34,6 +34,10 @@ from fwrd.safe_text import for_terminal
               help="--backend torch on CUDA: run eagerly instead of replaying a captured CUDA graph per batch "
                    "(graphs were 3-6 % faster on an H100; they hold a second copy of the activations).")
 @click.option("--tf32", is_flag=True, help="--backend torch fp32 on CUDA: allow TF32 convolutions (~1e-3 relative).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="--backend torch: compile the tile scorer with torch.compile (inductor, frozen weights, fused "
+                   "pointwise kernels) before scoring; costs compilation time once per process (cached on disk "
+                   "by PyTorch), falls back to eager with a note when compilation fails. Dense regions run eager.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Decode threads (at most the CPUs this process may use).")
@@ -79,8 +83,8 @@ from fwrd.safe_text import for_terminal
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
     slides: tuple[Path, ...], model: Path | None, engine: Path | None, out: Path, backend: str, device: str,
-    precision: str, no_cuda_graphs: bool, tf32: bool, batch_size: int, workers: int, threads: int | None,
-    stride: int | None, dense: bool, region: int | None, margin: int | None, mpp: float | None,
+    precision: str, no_cuda_graphs: bool, tf32: bool, compile_: bool, batch_size: int, workers: int,
+    threads: int | None, stride: int | None, dense: bool, region: int | None, margin: int | None, mpp: float | None,
     threshold: float | None, shard: str | None, resume: bool, overwrite: bool, reader: str,
     ray_address: str | None, qc: str, quiet: bool,
 ) -> None:
@@ -133,7 +137,7 @@ def command(
             "ones and score the rest (interrupted or failed), or --overwrite to score them all again"
         )
     options = dict(backend=backend, batch_size=batch_size, threads=threads, device=device, precision=precision,
-                   cuda_graphs=not no_cuda_graphs, tf32=tf32, dense=dense, region=region)
+                   cuda_graphs=not no_cuda_graphs, tf32=tf32, dense=dense, region=region, compile=compile_)
     log = (lambda line: None) if quiet and len(chosen) == 1 else None
     single = len(chosen) == 1  # its error is the Error line, said once
     if ray_address is not None:

@@ -17,7 +17,15 @@ batch 64) that was 3338 vs 3252 tiles/s inference only and 3146 vs 2980 end to e
 (benchmarks/results/gpu-nvidia-h100-80gb-hbm3-2026-11-26.md). TF32 stays off for fp32 unless asked for:
 PyTorch enables it for cuDNN convolutions by default, which moves scores (by 1.5e-5 on that card and model).
 
-Dense scoring: regions run one at a time through the same scorer, returning the per-scale maps.
+The network has its BatchNorms folded into the convolutions (FusedScorer does it on its copy). With
+`compile=True` the tile scorer is also compiled by torch.compile (fwrd.model.compiled: inductor, frozen
+weights, fused pointwise epilogues), once, before the slots capture it in their CUDA graphs; a failed
+compilation runs eager and says so in `notes`. Off by default: on this project's 2-core CPU compiling
+took 249 s and the compiled scorer ran at about a third of eager's speed (docs/gpu.md); on a GPU it is off
+until the kit has measured it there.
+
+Dense scoring (`score_regions`): regions through the same (eager) scorer, two in flight on CUDA, the
+tile-window scores computed on the device and only they copied back (fwrd.model.region_scores).
 
 This is the torch half of the torch backend; `fwrd.runtime.backends.torch` is the other half (the
 runtime's `Backend` interface, input checks), which imports this module only when `--backend torch` is
@@ -38,8 +46,10 @@ import torch
 
 from fwrd.config import FWRDConfig
 from fwrd.errors import FwrdError, ModelError
+from fwrd.model.compiled import CompiledScorer, compile_scorer
 from fwrd.model.fused_scorer import FusedScorer
 from fwrd.model.network import ReverseDistillation
+from fwrd.model.region_scores import RegionSlot, Windows, score_regions_streamed, score_regions_sync
 
 DEFAULT_STREAMS = 2  # batches in flight on CUDA: one copying while the other computes
 GRAPH_WARMUP = 2  # eager passes on a side stream before capture (cuDNN autotune, allocator)
@@ -56,7 +66,7 @@ class TorchRunner:
     def __init__(
         self, model: ReverseDistillation, config: FWRDConfig, *, device: torch.device, precision: str,
         batch_size: int = 16, threads: int = 1, cuda_graphs: bool = True, tf32: bool = False,
-        streams: int = DEFAULT_STREAMS, regions: bool = False,
+        streams: int = DEFAULT_STREAMS, regions: bool = False, compile: bool = False,
     ) -> None:
         if batch_size < 1 or streams < 1:
             raise FwrdError(f"need batch size >= 1 and streams >= 1, got {batch_size} and {streams}")
@@ -68,6 +78,8 @@ class TorchRunner:
         self.tf32 = bool(tf32) and precision == "fp32"
         self.cuda = device.type == "cuda"
         self.cuda_graphs = bool(cuda_graphs) and self.cuda
+        self.streams = int(streams)
+        self.notes: list[str] = []  # one-line warnings for the user (a compilation that fell back to eager)
         if not self.cuda:
             torch.set_num_threads(max(1, int(threads)))
         self._apply_flags()
@@ -75,9 +87,16 @@ class TorchRunner:
         if self.cuda:
             scorer = scorer.to(device, memory_format=torch.channels_last)
         self._scorer = scorer
+        self._tile_forward: Any = scorer
+        self.compiled: CompiledScorer | None = None
         self._slots: list[_CudaSlot] = []
+        self._region_slots: list[RegionSlot] = []
         self._streaming = False
         self.device = self._describe_device()
+        if compile and regions:
+            self.notes.append("--compile applies to tiles: dense regions (a shape each) run eager")
+        elif compile:
+            self._compile()
         if regions or not self.cuda:
             return  # regions need no tile slots; the CPU runs batches synchronously
         try:
@@ -97,6 +116,16 @@ class TorchRunner:
             torch.backends.cudnn.allow_tf32 = self.tf32
             torch.backends.cuda.matmul.allow_tf32 = self.tf32
 
+    def _compile(self) -> None:
+        """The tile scorer compiled for the one batch shape it will see (eager, with a note, on failure)."""
+        t = self.tile_size
+        example = torch.zeros((self.batch_size, t, t, 3), dtype=torch.uint8, device=self.torch_device)
+        self.compiled = compile_scorer(self._scorer, example)
+        if self.compiled.note:
+            self.notes.append(self.compiled.note)
+        else:
+            self._tile_forward = self.compiled.module
+
     def _describe_device(self) -> str:
         if not self.cuda:
             return f"cpu ({torch.get_num_threads()} threads)"
@@ -105,7 +134,7 @@ class TorchRunner:
 
     def forward(self, tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused scorer's score and amap for a uint8 [B, T, T, 3] tensor already on the device."""
-        score, amap, *_ = self._scorer(tiles)
+        score, amap, *_ = self._tile_forward(tiles)
         return score, amap
 
     def infer_region(self, region: np.ndarray) -> RegionMaps:
@@ -125,14 +154,52 @@ class TorchRunner:
             raise ValueError("infer() called while run_batches() still has batches in flight")
         if not self.cuda:
             self._apply_flags()
+            if self._tile_forward is not self._scorer:  # compiled for one shape: pad every chunk to it
+                return self._infer_padded(tiles)
             with torch.inference_mode():
                 score, amap = self.forward(torch.from_numpy(tiles))
             return score.float().numpy().copy(), amap.float().numpy().copy()
         results = list(self.run_batches((k, tiles[k:k + self.batch_size])
                                         for k in range(0, max(len(tiles), 1), self.batch_size)))
-        if not results:
+        return self._joined([r[1] for r in results], [r[2] for r in results])
+
+    def _joined(self, scores: list[np.ndarray], amaps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if not scores:
             return np.empty(0, np.float32), np.empty((0, self.tile_size // 4, self.tile_size // 4), np.float32)
-        return np.concatenate([r[1] for r in results]), np.concatenate([r[2] for r in results])
+        return np.concatenate(scores), np.concatenate(amaps)
+
+    def _infer_padded(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CPU, compiled: chunks of the batch size, the last one padded with zeros (no recompilation)."""
+        scores, amaps = [], []
+        padded = np.zeros((self.batch_size, *tiles.shape[1:]), np.uint8)
+        for start in range(0, len(tiles), self.batch_size):
+            chunk = tiles[start:start + self.batch_size]
+            padded[:len(chunk)] = chunk
+            padded[len(chunk):] = 0
+            with torch.inference_mode():
+                score, amap = self.forward(torch.from_numpy(padded))
+            scores.append(score[:len(chunk)].float().numpy().copy())
+            amaps.append(amap[:len(chunk)].float().numpy().copy())
+        return self._joined(scores, amaps)
+
+    def score_regions(self, items: Iterable[tuple[Any, np.ndarray, Windows]]) -> Iterator[tuple[Any, np.ndarray]]:
+        """(tag, checked region uint8 [H, W, 3], its window plan) -> (tag, scores float32 [N]) in input order;
+        on CUDA `streams` regions are in flight and only the scores come back (fwrd.model.region_scores)."""
+        if self._scorer is None:
+            raise ValueError("the torch backend is closed")
+        if self._streaming:
+            raise ValueError("score_regions() called while another stream of batches or regions is running")
+        self._apply_flags()
+        self._streaming = True
+        try:
+            if not self.cuda:
+                yield from score_regions_sync(self._scorer, items, self.torch_device)
+                return
+            if not self._region_slots:
+                self._region_slots = [RegionSlot(self.torch_device) for _ in range(self.streams)]
+            yield from score_regions_streamed(self._scorer, items, self._region_slots)
+        finally:
+            self._streaming = False
 
     def run_batches(
         self, batches: Iterable[tuple[Any, np.ndarray]]
@@ -177,16 +244,21 @@ class TorchRunner:
 
     def close(self) -> None:
         """Wait for queued work and release device memory; safe to call twice."""
-        for slot in self._slots:
+        for slot in [*self._slots, *self._region_slots]:
             slot.drain()
-        self._slots = []
+        self._slots, self._region_slots = [], []
         self._scorer = None  # type: ignore[assignment]
+        self._tile_forward = None
         if getattr(self, "cuda", False):
             torch.cuda.empty_cache()
 
     def describe(self) -> dict[str, Any]:
-        return dict(torch=torch.__version__, batch_size=self.batch_size, tf32=self.tf32,
-                    cuda_graphs=self.cuda_graphs, streams=len(self._slots) or None)
+        info: dict[str, Any] = dict(torch=torch.__version__, batch_size=self.batch_size, tf32=self.tf32,
+                                    cuda_graphs=self.cuda_graphs, streams=len(self._slots) or None,
+                                    batchnorm_folded=True, compiled=bool(self.compiled and self.compiled.compiled))
+        if self.compiled is not None:
+            info["compile_seconds"] = round(self.compiled.seconds, 2)
+        return info
 
 
 class _CudaSlot:

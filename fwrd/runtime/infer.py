@@ -10,8 +10,9 @@ decode-bound when this grows), the sink (writing results), and the rest (inferen
 The sink also receives each tile's QC features (fwrd.slide.qc; None when QC is off), which the decode
 workers computed and which travel with the batch through the backend as part of its tag.
 
-Dense scoring streams regions instead (`run_region_stream`): the backend returns each region's
-per-scale maps and every tile window the region scores is read off them (fwrd.runtime.window_scores).
+Dense scoring streams regions instead (`run_region_stream`): the backend scores every tile window a
+region holds from that region's one pass (`Backend.score_regions`: numpy reads the windows off the
+per-scale maps, fwrd.runtime.window_scores; the torch backend on a GPU does it on the device).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import numpy as np
 
 from fwrd.runtime.backends.base import Backend
 from fwrd.runtime.decode import BatchBuffer, DecodeWorkers, RegionBuffer, RegionWorkers
-from fwrd.runtime.window_scores import scores_at
 
 
 @dataclass
@@ -56,8 +56,9 @@ class StreamTimes:
 
 
 def _feed(decode: DecodeWorkers | RegionWorkers, times: StreamTimes,
-          item: Callable[[Any], tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray]]:
-    """(tag, pixels) of each ready buffer; a buffer goes back to the pool when the backend asks for the next."""
+          item: Callable[[Any], tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """`item(buffer)` ((tag, pixels), or (tag, pixels, offsets) for regions) of each ready buffer; a buffer goes
+    back to the pool when the backend asks for the next."""
     previous: BatchBuffer | RegionBuffer | None = None
     source = decode.batches()
     while True:
@@ -125,10 +126,19 @@ def run_region_stream(
     """Dense scoring: one backend pass per region `decode` produces, then the scores of the grid points
     it holds; `sink(coords, scores, qc)` per region, in the order regions finish."""
     plan = decode.plan
+    starts = plan.region_starts
     times = StreamTimes()
     started = time.perf_counter()
-    for (index, qc), maps in backend.run_regions(_feed(decode, times, lambda r: ((r.index, r.qc), r.pixels))):
-        a, b = int(plan.region_starts[index]), int(plan.region_starts[index + 1])
-        scores = scores_at(maps, plan.tiles.tile, plan.offsets[a:b])
-        _count(times, plan.points[a:b], sink, scores, qc, on_progress)
+    qc_of: dict[int, Any] = {}  # each region's QC features, from its decode to its scores
+
+    def feed(region: Any) -> tuple[int, np.ndarray, np.ndarray]:
+        qc_of[region.index] = region.qc
+        return region.index, region.pixels, plan.offsets[starts[region.index]:starts[region.index + 1]]
+
+    for index, scores in backend.score_regions(_feed(decode, times, feed), plan.tiles.tile):
+        a, b = int(starts[index]), int(starts[index + 1])
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        if len(scores) != b - a:
+            raise RuntimeError(f"backend returned {len(scores)} scores for the {b - a} tiles of region {index}")
+        _count(times, plan.points[a:b], sink, scores, qc_of.pop(index), on_progress)
     return _finish(times, started, decode)

@@ -9,7 +9,10 @@ region less its margin) holds its whole tile. The margin hides what the region's
 features near it (the network pads with zeros there): the README's "Dense scoring" gives the
 measurement behind the default. K is the largest cell for which no region exceeds `side` pixels.
 With `fixed=True` every region is `side` x `side` (one input shape for GPU backends, which tune their
-kernels per shape); otherwise regions shrink to their points (less work at tissue borders).
+kernels per shape); otherwise regions shrink to their points (less work at tissue borders), their sides
+rounded up to a multiple of `quantum` pixels (at most `side`): a GPU backend that tunes per shape asks
+for a coarse quantum, so a slide brings few shapes (at most (side / quantum)^2) and no region the full
+side where its tissue does not need it.
 Regions may reach past the slide's edge by up to the margin: readers return white there, like glass.
 Regions are in model pixels: when the reading resamples (fwrd.slide.resample), each region is read from the
 finer level and shrunk whole, and a tile window sits within half a model pixel of its footprint.
@@ -129,13 +132,15 @@ def check_geometry(side: int, tile: int, stride: int, margin: int) -> int:
     return k
 
 
-def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -> RegionPlan:
+def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False, quantum: int = ALIGN) -> RegionPlan:
     """Group `plan`'s grid points into regions of at most `side` x `side` level pixels (see module doc).
 
     The grid of cells may start anywhere on the lattice: of SHIFTS x SHIFTS starts, the one whose regions
     cover the fewest pixels (fixed: the fewest regions) is kept, so tissue borders cost less.
     """
     k = check_geometry(side, plan.tile, plan.stride, margin)
+    if quantum < ALIGN or quantum % ALIGN:
+        raise FwrdError(f"the region quantum must be a multiple of {ALIGN} pixels, got {quantum}")
     ds = plan.read_downsample * plan.reading.ratio  # level-0 pixels per model pixel (regions are model pixels)
     level_xy = np.rint(plan.points / ds).astype(np.int64)
     empty = np.zeros((0, 2), np.int64)
@@ -143,7 +148,8 @@ def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -
         return RegionPlan(plan, side, margin, k, empty, empty, np.zeros(1, np.int64), empty, empty)
     width = k * plan.stride
     steps = [plan.stride * ((k * i) // SHIFTS) for i in range(SHIFTS)]
-    layouts = (_layout(level_xy, width, np.array([sx, sy]), plan.tile, margin, side if fixed else None)
+    layouts = (_layout(level_xy, width, np.array([sx, sy]), plan.tile, margin, side if fixed else None,
+                       quantum, side)
                for sx in dict.fromkeys(steps) for sy in dict.fromkeys(steps))
     order, region_starts, lo, sizes = min(layouts, key=lambda layout: (
         len(layout[2]) if fixed else int(np.prod(layout[3], axis=1).sum())))
@@ -154,7 +160,8 @@ def plan_regions(plan: SlidePlan, side: int, margin: int, fixed: bool = False) -
 
 
 def _layout(level_xy: np.ndarray, width: int, shift: np.ndarray, tile: int, margin: int,
-            fixed: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            fixed: int | None, quantum: int = ALIGN, side: int | None = None,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(point order, region starts, region top-lefts, region sizes) for cells of `width` starting at -shift."""
     cells = (level_xy + shift) // width
     key = (cells[:, 1] - cells[:, 1].min()) * (int(np.ptp(cells[:, 0])) + 1) + (cells[:, 0] - cells[:, 0].min())
@@ -166,4 +173,6 @@ def _layout(level_xy: np.ndarray, width: int, shift: np.ndarray, tile: int, marg
         sizes = np.full((len(starts), 2), fixed, np.int64)
     else:
         sizes = _ceil(np.maximum.reduceat(xy, starts, axis=0) + tile + margin) - lo
+        if quantum > ALIGN and side is not None:  # a few shapes for a GPU: sides up to the next multiple of the quantum
+            sizes = np.minimum(-((-sizes) // quantum) * quantum, side)
     return order, np.r_[starts, len(xy)].astype(np.int64), lo, sizes.astype(np.int64)

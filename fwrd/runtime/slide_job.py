@@ -188,7 +188,8 @@ def _score_locked(slide_path: Path, name: str, backend: Backend, out_dir: Path, 
         regions = None
         if settings.dense:
             assert settings.region is not None and settings.margin is not None  # dense_settings filled them
-            regions = plan_regions(plan, settings.region, settings.margin, fixed=backend.fixed_regions)
+            regions = plan_regions(plan, settings.region, settings.margin, fixed=backend.fixed_regions,
+                                   quantum=backend.region_quantum)
         t_tissue = time.perf_counter() - mark
 
         grid = ScoreGrid(plan.geometry)

@@ -21,6 +21,7 @@ them. All windows of a region at once: Wy_s @ m_s @ Wx_s^T, one small matrix pro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,18 +52,53 @@ def window_scores(maps: Sequence[np.ndarray], tile: int, xs: np.ndarray, ys: np.
                   strides: Sequence[int] = MAP_STRIDES) -> np.ndarray:
     """float32 [len(ys), len(xs)]: the score of every tile window whose top-left is (xs[i], ys[j]) pixels
     into the region whose per-scale maps (2-D, [H/s, W/s]) are `maps`."""
-    total = np.zeros((len(ys), len(xs)), np.float64)
-    for m, s in zip(maps, strides):
-        m = np.asarray(m, np.float64)
-        wy = window_weights(ys, tile, s, m.shape[0])
-        wx = window_weights(xs, tile, s, m.shape[1])
-        total += wy @ m @ wx.T
-    return total.astype(np.float32)
+    weights = [(window_weights(ys, tile, s, np.shape(m)[0]), window_weights(xs, tile, s, np.shape(m)[1]))
+               for m, s in zip(maps, strides)]
+    return _table(maps, weights).astype(np.float32)
+
+
+def _table(maps: Sequence[np.ndarray], weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """float64 [rows, columns]: sum over scales of wy @ m @ wx^T."""
+    total = None
+    for m, (wy, wx) in zip(maps, weights):
+        part = wy @ np.asarray(m, np.float64) @ wx.T
+        total = part if total is None else total + part
+    return total
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """What scores a region's tile windows, apart from its maps: per scale the weights (wy, wx), and which
+    (row, column) of the all-windows table Wy m Wx^T each window is. The torch backend multiplies them
+    with the maps on the GPU (fwrd.model.region_scores), so that only the scores come back."""
+
+    weights: tuple[tuple[np.ndarray, np.ndarray], ...]  # per scale: wy [rows, H/s], wx [columns, W/s], float64
+    rows: np.ndarray  # int64 [N]
+    cols: np.ndarray  # int64 [N]
+
+
+def map_shapes(height: int, width: int, strides: Sequence[int] = MAP_STRIDES) -> list[tuple[int, int]]:
+    """The per-scale maps' shapes of a region of height x width pixels."""
+    return [(height // s, width // s) for s in strides]
+
+
+def window_plan(shapes: Sequence[tuple[int, int]], tile: int, offsets: np.ndarray,
+                strides: Sequence[int] = MAP_STRIDES) -> WindowPlan:
+    """The WindowPlan of the tile windows at `offsets` (int (N, 2) x, y pixels into the region) over maps
+    of `shapes`."""
+    offsets = np.asarray(offsets, np.int64).reshape(-1, 2)
+    xs, col = np.unique(offsets[:, 0], return_inverse=True)
+    ys, row = np.unique(offsets[:, 1], return_inverse=True)
+    weights = tuple((window_weights(ys, tile, s, h), window_weights(xs, tile, s, w))
+                    for (h, w), s in zip(shapes, strides))
+    return WindowPlan(weights, row.reshape(-1).astype(np.int64), col.reshape(-1).astype(np.int64))
+
+
+def planned_scores(maps: Sequence[np.ndarray], plan: WindowPlan) -> np.ndarray:
+    """float32 [N]: the scores of `plan`'s windows from the region's maps (float64 sums, as window_scores)."""
+    return _table(maps, plan.weights).astype(np.float32)[plan.rows, plan.cols]
 
 
 def scores_at(maps: Sequence[np.ndarray], tile: int, offsets: np.ndarray) -> np.ndarray:
     """float32 [N]: the scores of the tile windows at `offsets` (int (N, 2) x, y pixels into the region)."""
-    offsets = np.asarray(offsets, np.int64).reshape(-1, 2)
-    xs, col = np.unique(offsets[:, 0], return_inverse=True)
-    ys, row = np.unique(offsets[:, 1], return_inverse=True)
-    return window_scores(maps, tile, xs, ys)[row.reshape(-1), col.reshape(-1)]
+    return planned_scores(maps, window_plan([np.shape(m) for m in maps], tile, offsets))

@@ -28,11 +28,11 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 def open_backend(
     model: str | Path, backend: str = "auto", batch_size: int = 16, threads: int | None = None,
     *, device: str = "auto", precision: str = "auto", cuda_graphs: bool = True, tf32: bool = False,
-    dense: bool = False, region: int | None = None,
+    dense: bool = False, region: int | None = None, compile: bool = False,
 ) -> Backend:
     """Load `model` on the best (or the named) backend; ModelError / DependencyMissing say why not.
 
-    `device`, `precision`, `cuda_graphs` and `tf32` belong to the torch backend (an ONNX model or a
+    `device`, `precision`, `cuda_graphs`, `tf32` and `compile` belong to the torch backend (an ONNX model or a
     plan carries its precision and picks its device). The returned backend also carries `model_path` and
     `model_sha256` (recorded in summary.json and used by `--resume` to tell whether existing outputs came
     from the same model). `dense=True` opens it for region passes of at most `region` pixels a side (None:
@@ -47,13 +47,13 @@ def open_backend(
         raise ModelError(f"region side {region}: give a positive multiple of 32 pixels, with dense=True")
     if not path.is_file():
         raise InputNotFound(f"model not found: {path}")
-    if backend != "torch" and (device, precision, cuda_graphs, tf32) != ("auto", "auto", True, False):
-        raise ModelError("--device, --precision, --no-cuda-graphs and --tf32 choose how --backend torch runs a "
-                         "checkpoint; an ONNX model or a TensorRT plan carries its own precision")
+    if backend != "torch" and (device, precision, cuda_graphs, tf32, compile) != ("auto", "auto", True, False, False):
+        raise ModelError("--device, --precision, --no-cuda-graphs, --tf32 and --compile choose how --backend torch "
+                         "runs a checkpoint; an ONNX model or a TensorRT plan carries its own precision")
     is_engine = path.suffix.lower() in ENGINE_SUFFIXES
     if backend == "torch":
         opened = _open_torch(path, batch_size, threads, device=device, precision=precision,
-                             cuda_graphs=cuda_graphs, tf32=tf32, dense=dense, region=region)
+                             cuda_graphs=cuda_graphs, tf32=tf32, dense=dense, region=region, compile=compile)
     elif is_engine:
         if backend == "onnxruntime":
             raise ModelError(f"{path}: a TensorRT engine runs on the tensorrt backend, not onnxruntime")

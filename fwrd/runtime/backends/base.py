@@ -7,12 +7,15 @@ with compute); the default runs them one after another.
 
 Dense scoring (`fwrd-run --dense`): a backend opened with `region=side` takes whole regions of a slide,
 uint8 [H, W, 3] with H, W multiples of 32 and at most `side`, and returns the region's per-scale
-1 - cos maps [H/4, W/4], [H/8, W/8], [H/16, W/16] (`infer_region`, `run_regions`).
+1 - cos maps [H/4, W/4], [H/8, W/8], [H/16, W/16] (`infer_region`, `run_regions`), or, given the tile
+windows it holds, their scores (`score_regions`: by default the maps come back and numpy reads the
+windows off them; the torch backend on a GPU does that on the device and copies back only the scores).
 """
 
 from __future__ import annotations
 
 import abc
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -20,6 +23,7 @@ import numpy as np
 
 from fwrd.config import FWRDConfig
 from fwrd.errors import ModelError
+from fwrd.runtime.window_scores import scores_at
 
 RegionMaps = tuple[np.ndarray, np.ndarray, np.ndarray]  # float32 [H/4, W/4], [H/8, W/8], [H/16, W/16]
 
@@ -37,6 +41,7 @@ class Backend(abc.ABC):
         self.notes: list[str] = []  # one-line warnings for the user (fwrd-run prints them to stderr)
         self.region: int | None = None  # largest region side when opened for dense scoring, else None
         self.fixed_regions = False  # whether every region should have the full side (GPUs tune per shape)
+        self.region_quantum = 32  # otherwise region sides are rounded up to a multiple of this (fwrd.runtime.regions)
 
     @property
     def tile_size(self) -> int:
@@ -78,6 +83,22 @@ class Backend(abc.ABC):
         for tag, region in regions:
             yield tag, self.infer_region(region)
 
+    def score_regions(
+        self, regions: Iterable[tuple[Any, np.ndarray, np.ndarray]], tile: int
+    ) -> Iterator[tuple[Any, np.ndarray]]:
+        """Score a stream of (tag, region, offsets) triples, yielding (tag, scores float32 [N]) in input order:
+        the scores of the `tile` px windows at `offsets` (int (N, 2) x, y pixels into the region). The
+        producer may reuse a region's array once the next one is requested."""
+        pending: deque[np.ndarray] = deque()  # offsets of the regions handed to run_regions, in order
+
+        def feed() -> Iterator[tuple[Any, np.ndarray]]:
+            for tag, region, offsets in regions:
+                pending.append(offsets)
+                yield tag, region
+
+        for tag, maps in self.run_regions(feed()):
+            yield tag, scores_at(maps, tile, pending.popleft())
+
     def close(self) -> None:
         """Free device memory and sessions; safe to call twice."""
 
@@ -90,7 +111,7 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         info = {"backend": self.name, "device": self.device, "precision": self.precision}
         if self.region is not None:
-            info.update(region=self.region, fixed_regions=self.fixed_regions)
+            info.update(region=self.region, fixed_regions=self.fixed_regions, region_quantum=self.region_quantum)
         return info
 
 

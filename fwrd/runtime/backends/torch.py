@@ -1,8 +1,9 @@
 """The PyTorch backend: `fwrd-run --model model.pt --backend torch` on a GPU without TensorRT, or a CPU.
 
 The runtime's side of it: the `Backend` interface, the input checks every backend makes, the region
-side and thread count the runtime decides. The torch side (device placement, pinned slots, streams,
-CUDA graphs) is `fwrd.model.runner.TorchRunner`, imported when a backend is opened, never when this
+side and thread count the runtime decides, and for dense scoring the tile windows' weights
+(fwrd.runtime.window_scores.window_plan), which the runner multiplies with the maps on the GPU. The
+torch side (device placement, pinned slots, streams, CUDA graphs) is `fwrd.model.runner.TorchRunner`, imported when a backend is opened, never when this
 module is: `fwrd.runtime` imports without torch installed, and only `--backend torch` loads it.
 
     with TorchBackend("model.pt", device="cuda", precision="fp16", batch_size=64) as backend:
@@ -22,8 +23,11 @@ from fwrd.errors import DependencyMissing, FwrdError, InputNotFound
 from fwrd.runtime.backends.base import Backend, RegionMaps, check_region, check_tiles
 from fwrd.runtime.backends.onnxruntime import physical_cores
 from fwrd.runtime.regions import default_side
+from fwrd.runtime.window_scores import map_shapes, window_plan
 
-DEFAULT_STREAMS = 2  # batches in flight on CUDA: one copying while the other computes
+DEFAULT_STREAMS = 2  # batches (or regions) in flight on CUDA: one copying while the other computes
+GPU_REGION_QUANTUM = 1024  # dense on CUDA: region sides in steps of this (at most 16 shapes at 4096 px) ...
+# ... so a region covers its tissue, not the full side, and cuDNN tunes a few shapes, not one per region
 
 
 def _model_layer() -> tuple[Any, Any, Any]:
@@ -45,7 +49,7 @@ class TorchBackend(Backend):
     def __init__(
         self, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto", batch_size: int = 16,
         threads: int | None = None, cuda_graphs: bool = True, tf32: bool = False,
-        streams: int = DEFAULT_STREAMS, dense: bool = False, region: int | None = None,
+        streams: int = DEFAULT_STREAMS, dense: bool = False, region: int | None = None, compile: bool = False,
     ) -> None:
         path = Path(checkpoint)
         if not path.is_file():
@@ -61,9 +65,10 @@ class TorchBackend(Backend):
         self._runner = runners.TorchRunner(
             model, config, device=torch_device, precision=precision, batch_size=batch_size,
             threads=int(threads or physical_cores()), cuda_graphs=cuda_graphs, tf32=tf32, streams=streams,
-            regions=dense,
+            regions=dense, compile=compile,
         )
         del model
+        self.notes.extend(self._runner.notes)
         self.batch_size = self._runner.batch_size
         self.cuda = self._runner.cuda
         self.tf32 = self._runner.tf32
@@ -71,7 +76,8 @@ class TorchBackend(Backend):
         self.device = self._runner.device
         if dense:
             self.region = int(region or default_side(config.tile_size, gpu=self.cuda))
-            self.fixed_regions = self.cuda  # one input shape: one cuDNN autotune
+            if self.cuda:  # regions sized to their tissue, in a few shapes (cuDNN tunes per shape)
+                self.region_quantum = GPU_REGION_QUANTUM
 
     @property
     def max_batch(self) -> int | None:
@@ -86,6 +92,21 @@ class TorchBackend(Backend):
         if self.region is None:
             return super().infer_region(region)
         return self._runner.infer_region(check_region(region, self.tile_size, self.region))
+
+    def score_regions(
+        self, regions: Iterable[tuple[Any, np.ndarray, np.ndarray]], tile: int
+    ) -> Iterator[tuple[Any, np.ndarray]]:
+        """On CUDA the window scores are made on the device, two regions in flight, only the scores copied
+        back; on the CPU as every backend does it (maps back, numpy reads the windows)."""
+        if self.region is None or not self.cuda:
+            return super().score_regions(regions, tile)
+
+        def planned() -> Iterator[tuple[Any, np.ndarray, Any]]:
+            for tag, pixels, offsets in regions:
+                pixels = check_region(pixels, self.tile_size, self.region)
+                yield tag, pixels, window_plan(map_shapes(*pixels.shape[:2]), tile, offsets)
+
+        return self._runner.score_regions(planned())
 
     def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One batch, synchronously (larger batches run in chunks of the batch size on CUDA)."""
