@@ -1,5 +1,5 @@
 """No dependency floor admits a release with a known file-reading or code-execution hole (issue 26.5;
-docs/model-trust.md says which release and why). onnxruntime 1.19.0-1.23.2 read a crafted model's external
+SECURITY.md ("Models") says which release and why). onnxruntime 1.19.0-1.23.2 read a crafted model's external
 data from outside its folder (measured here with the model of test_onnx_external_data.py: 1.19.2, 1.20.1,
 1.22.1 and 1.23.2 read it, 1.24.1 and 1.32.0 refuse it)."""
 
@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOORS = {
     "onnxruntime": ("1.23.2", "1.24.1"),  # external data outside the model's folder (measured)
     "onnxruntime-gpu": ("1.23.2", "1.24.1"),  # the same code, built for CUDA
-    "torch": ("2.5.1", "2.6.0"),  # torch.load(weights_only=True) could still run code (CVE-2025-32434)
-    "onnx": ("1.16.2", "1.17.0"),  # onnx.hub's tar extraction wrote outside its folder (CVE-2024-5187)
+    # torch.load(weights_only=True) could still run code: CVE-2025-32434 (< 2.6.0), then memory corruption in
+    # the weights_only unpickler, CVE-2026-24747 (< 2.10.0)
+    "torch": ("2.9.1", "2.10.0"),
+    # external data through a symlink out of the model's folder (CVE-2026-27489), ExternalDataInfo attribute
+    # injection (CVE-2026-34445), onnx.hub trust bypass (CVE-2026-28500): all <= 1.20.1
+    "onnx": ("1.20.1", "1.21.0"),
     "pillow": ("10.2.0", "10.3.0"),  # buffer overflow in ImageCms (CVE-2024-28219); ImageMath.eval (10.2)
     "tqdm": ("4.66.2", "4.66.3"),  # eval of command-line arguments (CVE-2024-34062)
     "setuptools": ("78.1.0", "78.1.1"),  # package_index path traversal (CVE-2025-47273)

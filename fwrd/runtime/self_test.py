@@ -12,7 +12,7 @@ this graph (its sha256): a set made for another graph is refused rather than tru
 No file beside the model is not an error (a graph copied without it, an export older than this rule):
 the run goes on with a note saying its scores were not checked at load. A checkpoint run by the torch
 backend is the reference itself and has nothing to be checked against. What it costs at load is the
-scoring of the set (36 tiles without calibration slides, up to 100 with): docs/model-trust.md.
+scoring of the set (36 tiles without calibration slides, up to 100 with): SECURITY.md ("Models").
 
     note = self_test(backend, Path("rd.onnx"))     # ModelError when the scores disagree; else a note or None
 """
