@@ -188,6 +188,7 @@ def _build_trained(out: Path) -> None:
         run_step("train", steps["train"], echo=quiet)
     for produced in ("model.pt", "model.history.jsonl"):
         (work / produced).rename(out / produced)
+    (work / "cohort" / "slides").rename(out / "slides")  # int8 calibrates on them, as the demo does
     shutil.rmtree(work)
 
 
@@ -196,8 +197,9 @@ def _build_export(out: Path, spec: Spec, trained: Path) -> None:
 
     name = f"{spec.precision}_{spec.target}" if spec.target else spec.precision
     lines: list[str] = []
+    calibration = [trained / "slides"] if spec.precision == "int8" else []
     settings = ExportSettings(checkpoint=trained / "model.pt", output=out / f"rd_{name}.onnx",
-                              precision=spec.precision, target=spec.target)
+                              precision=spec.precision, target=spec.target, calibration=calibration)
     result = export_model(settings, log=lines.append)
     data = asdict(result)
     for key in ("report", "regions"):
