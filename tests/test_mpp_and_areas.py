@@ -97,7 +97,7 @@ def test_summary_areas_consistent_end_to_end(synthetic_cohort, standin_model, tm
     """With a threshold every tile passes, tumour area is the tissue under the grid: at most the tissue."""
     slide = synthetic_cohort.slides[0].path
     result = _run([str(slide), "--model", str(standin_model), "--out", str(tmp_path), "--quiet",
-                   "--threshold", "-1", "--stride", "32"])
+                   "--threshold", "0", "--stride", "32"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / slide.stem / "summary.json").read_text())
     assert summary["tiles_above_threshold"] == summary["tiles_scored"]
