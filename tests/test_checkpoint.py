@@ -176,6 +176,7 @@ def test_imagenet_teacher_is_named_not_stored_and_reloads_from_the_cache(publish
     for part in ("bottleneck", "student"):
         ours, theirs = getattr(model, part).state_dict(), getattr(loaded, part).state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    named.unlink()  # a checkpoint is ~500 MB: one at a time keeps the suite's temporary disk small
     # saved again (as --resume does), the reloaded model still names its teacher
     again = torch.load(save_checkpoint(tmp_path / "again.pt", loaded, config), weights_only=True)
     assert "teacher" not in again and again["teacher_file"] == data["teacher_file"]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fwrd.runtime.cluster import joined_address, start_local_ray, stop_local_ray
+from fwrd.runtime.cluster import (RAY_SOCKET_TAIL, SOCKET_PATH_MAX, joined_address, ray_temp_parent,
+                                  start_local_ray, stop_local_ray)
 
 RUN = "from fwrd.cli.run import main; main()"
 
@@ -27,6 +28,16 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _fake_ray(gcs: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(get_runtime_context=lambda: types.SimpleNamespace(gcs_address=gcs))
+
+
+def test_a_long_temp_folder_moves_the_ray_folder_where_its_sockets_fit(monkeypatch, tmp_path):
+    """Ray refuses to start when a socket's path passes 107 bytes (AF_UNIX): under a long TMPDIR the private
+    Ray folder goes to /tmp instead, and under a short one it stays in TMPDIR."""
+    long = tmp_path / ("x" * (SOCKET_PATH_MAX - RAY_SOCKET_TAIL))
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    assert ray_temp_parent() == "/tmp" and len(str(long)) + RAY_SOCKET_TAIL > SOCKET_PATH_MAX
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/x")
+    assert ray_temp_parent() == "/tmp/x"
 
 
 def test_ray_auto_names_the_address_and_where_it_came_from(monkeypatch):

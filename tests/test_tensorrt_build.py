@@ -207,7 +207,7 @@ def test_inputs_that_are_not_fwrd_graphs(fake_trt, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")
     checks = tiny_verification(write_tiny_model(tmp_path / "x.onnx"))
-    with pytest.raises(ModelError, match="bad.onnx is not an ONNX model"):
+    with pytest.raises(ModelError, match="bad.onnx: not an ONNX model"):
         build_engine(bad, tmp_path / "rd.plan", verification=checks, log=lambda _: None)
     import onnx
 

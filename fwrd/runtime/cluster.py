@@ -256,11 +256,26 @@ def start_local_ray(**options: Any) -> Path:
     """
     ray = import_ray()
     os.environ.setdefault("RAY_worker_niceness", "0")
-    private = Path(tempfile.mkdtemp(prefix="fwrd-ray-"))  # mode 0700
+    private = Path(tempfile.mkdtemp(prefix="fwrd-ray-", dir=ray_temp_parent()))  # mode 0700
     atexit.register(shutil.rmtree, private, True)  # registered before Ray's own exit hook: runs after it
     ray.init(address=LOCAL, include_dashboard=False, logging_level=logging.WARNING, _temp_dir=str(private / "ray"),
              **options)
     return private
+
+
+# Ray's longest path below its temp folder, a Unix socket (the session name holds the time and the PID), and
+# the kernel's limit on a socket's path (sun_path: 108 bytes with the terminating NUL; Ray checks 107).
+RAY_SOCKET_TAIL = len("/fwrd-ray-xxxxxxxx/ray/session_2026-12-07_19-12-37_585520_4194304/sockets/plasma_store")
+SOCKET_PATH_MAX = 107
+
+
+def ray_temp_parent() -> str:
+    """Where fwrd's private Ray folder goes: the temp folder (TMPDIR), unless Ray's sockets would not fit
+    below it, as under a long TMPDIR, where Ray would refuse to start; then /tmp, Ray's own default."""
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) + RAY_SOCKET_TAIL <= SOCKET_PATH_MAX:
+        return base
+    return "/tmp"
 
 
 def stop_local_ray(private: Path) -> None:
