@@ -33,10 +33,11 @@ class QCThresholds:
             edge: too little ink to flag alone, enough to make an anomaly model call it).
         dirt_fraction: ... of solid black pixels is `dirt`.
         bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
-        fold_darkness: a tile whose mean optical density is at least this times the slide's ...
-        fold_saturation: ... whose mean saturation exceeds the slide's by at least this ...
-        fold_spread: ... and whose relative spread of optical density is at most this times the slide's,
-            is `fold` (a second layer of the same tissue, not a denser tissue).
+        fold_thickness: a tile whose mean optical density is at least this times that of the slide's tissue
+            of the same colour (optical-density shares within `fold_colour_radius`) ...
+        fold_min_darkness: ... and at least this times the slide's median is `fold` (two layers of tissue,
+            not a denser tissue, which is stained differently).
+        fold_colour_radius: how near in colour (red and green shares of optical density) a reference tile is.
         blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
         review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
         review_touching: ... as is one where more than this share of the above-threshold tiles touch
@@ -48,10 +49,10 @@ class QCThresholds:
     pen_fraction: float = 0.1
     pen_edge_fraction: float = 0.02
     dirt_fraction: float = 0.003
-    bubble_fraction: float = 0.03
-    fold_darkness: float = 1.3
-    fold_saturation: float = 0.12
-    fold_spread: float = 1.0
+    bubble_fraction: float = 0.015
+    fold_thickness: float = 1.3
+    fold_min_darkness: float = 1.1
+    fold_colour_radius: float = 0.015
     blur_ratio: float = 0.15
     review_share: float = 0.25
     review_touching: float = 0.5
@@ -73,13 +74,21 @@ class QCThresholds:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "QCThresholds":
-        """Build from a dict; keys a newer fwrd added are ignored, missing ones take the defaults."""
+        """Build from a dict; keys a newer fwrd added are ignored, missing ones take the defaults. Models saved
+        before the fold rule compared a tile with tissue of its own colour carry RETIRED_FOLD_KEYS instead of
+        the fold_* fields: those set a rule that no longer exists and translate into no setting of this one, so
+        such a model runs the fold rule at its defaults (summary.json's QC settings show the ones applied)."""
         if data is None:
             return cls()
         if not isinstance(data, dict):
             raise FwrdError(f"the model's QC thresholds are not a JSON object: {data!r}")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in known and k not in RETIRED_FOLD_KEYS})
+
+
+# the fold rule's settings before it judged a tile against tissue of its own colour (darker by fold_darkness,
+# more saturated by fold_saturation, no wider spread than fold_spread x the slide's): read, never applied
+RETIRED_FOLD_KEYS = ("fold_darkness", "fold_saturation", "fold_spread")
 
 
 @dataclass

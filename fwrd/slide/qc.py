@@ -7,15 +7,18 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
 1. `tile_features(window, offsets, tile, glass, thresholds)` (fwrd.slide.qc_features): per-tile numbers,
    computed by the decode workers on the pixels they have just decoded at the model's resolution (no second
    read of the slide): shares of ink, dark (near black), grey (bubble rims) and tissue pixels, and over the
-   tissue pixels the mean optical density, mean saturation, relative spread of optical density and a
+   tissue pixels the mean optical density, its colour (the red and green channels' shares of it) and a
    sharpness ratio.
 2. `judge(features, thresholds)`: the kind of each tile, in the priority order of KINDS: `pen`, `dirt`,
    `bubble` (share of ink / dark / grey pixels), then against the slide's own tissue (the median over its
    tiles with enough tissue and none of the first three kinds):
-   - `fold`: darker by `fold_darkness`, more saturated by `fold_saturation`, with no more relative spread
-     (x `fold_spread`): a second layer of the same tissue adds optical density everywhere, which darkens and
-     saturates and narrows the spread, while a denser tissue (tumour) darkens by adding dark nuclei, which
-     widens it;
+   - `fold`: at least `fold_thickness` times the optical density of the slide's tissue of the same colour
+     (`same_colour_od`) and at least `fold_min_darkness` times the slide's median. Two layers of tissue add
+     their optical densities, and by Beer-Lambert a thicker layer keeps its colour in optical density, so a
+     fold is tissue as dark as two layers of tissue of its own colour. A denser tissue (tumour, epidermis)
+     is dark because it is stained differently (more haematoxylin), so it is compared with tissue of its own
+     colour, which is as dark as itself; a colour that fewer than MIN_COLOUR_TILES tiles share is not
+     judged;
    - `blur`: sharpness below `blur_ratio` of the slide's, so a uniformly soft scan is not rejected whole.
    On the slide's grid, `grow_edges` then adds the tiles along a pen stroke that hold less ink than
    `pen_fraction` but at least `pen_edge_fraction` and touch a pen tile (hysteresis, as an edge detector
@@ -38,6 +41,8 @@ from fwrd.slide.qc_features import FEATURES
 OK = "ok"
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
+MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
+COLOUR_CELLS = 2  # colour cells per `fold_colour_radius`: tiles within that many cells count as near
 
 
 def code_of(kind: str) -> int:
@@ -56,7 +61,7 @@ class Verdict:
     """What QC decided for a slide's tiles."""
 
     codes: np.ndarray  # uint8 per tile: 0 ok, k: KINDS[k - 1]
-    reference: dict[str, float | None]  # the slide's own tissue: median od, saturation, spread, sharpness
+    reference: dict[str, float | None]  # the slide's own tissue: median od and sharpness
     reference_tiles: int  # tiles the reference was taken over (0: too few, fold and blur not judged)
 
 
@@ -70,20 +75,52 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
              ("bubble", column["grey"] >= thresholds.bubble_fraction))
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
-    stats = ("od", "saturation", "spread", "sharpness")
+    stats = ("od", "sharpness")
     usable = (codes == 0) & np.all(np.isfinite(f[:, 4:]), axis=1) & (column["tissue"] >= 0.5)
     count = int(usable.sum())
     if count < MIN_REFERENCE_TILES:
         return Verdict(codes, {name: None for name in stats}, 0)
     ref = {name: float(np.median(column[name][usable])) for name in stats}
+    colour = np.stack([column["red_share"], column["green_share"]], axis=1)
+    same = same_colour_od(colour, column["od"], usable, thresholds.fold_colour_radius)
     with np.errstate(invalid="ignore"):
-        fold = ((column["od"] >= thresholds.fold_darkness * ref["od"])
-                & (column["saturation"] >= ref["saturation"] + thresholds.fold_saturation)
-                & (column["spread"] <= thresholds.fold_spread * ref["spread"]))
+        fold = ((column["od"] >= thresholds.fold_thickness * same)
+                & (column["od"] >= thresholds.fold_min_darkness * ref["od"]))
         blur = column["sharpness"] < thresholds.blur_ratio * ref["sharpness"]
     codes[(codes == 0) & fold] = code_of("fold")
     codes[(codes == 0) & blur] = code_of("blur")
     return Verdict(codes, ref, count)
+
+
+def same_colour_od(colour: np.ndarray, od: np.ndarray, usable: np.ndarray, radius: float) -> np.ndarray:
+    """Per tile, the median optical density of the `usable` tiles of about its colour (float64 [N]; NaN where
+    fewer than MIN_COLOUR_TILES such tiles, or the tile has no colour). `colour` [N, 2] is a point in the
+    plane of optical-density shares; near means in a cell (`radius` / COLOUR_CELLS wide) at most COLOUR_CELLS
+    cells from the tile's own, a disk of about `radius`. Cells keep it linear in the tiles: the tiles of a
+    cell share one reference."""
+    out = np.full(len(od), np.nan)
+    known = np.all(np.isfinite(colour), axis=1) & np.isfinite(od)
+    if radius <= 0 or not (known & usable).any():
+        return out
+    cells = np.floor(colour[known] / (radius / COLOUR_CELLS)).astype(np.int64)
+    span = int(cells.max()) + 2 * COLOUR_CELLS + 1  # shares lie in [0, 1]: a few hundred cells a side
+    key = (cells[:, 0] + COLOUR_CELLS) * span + (cells[:, 1] + COLOUR_CELLS)
+    ref = usable[known]
+    order = np.argsort(key[ref], kind="stable")
+    ref_keys, ref_od = key[ref][order], od[known][ref][order]
+    groups, starts = np.unique(ref_keys, return_index=True)
+    bounds = dict(zip(groups.tolist(), zip(starts.tolist(), np.append(starts[1:], len(ref_keys)).tolist())))
+    steps = [dx * span + dy for dx in range(-COLOUR_CELLS, COLOUR_CELLS + 1)
+             for dy in range(-COLOUR_CELLS, COLOUR_CELLS + 1) if dx * dx + dy * dy <= COLOUR_CELLS ** 2]
+    wanted, inverse = np.unique(key, return_inverse=True)
+    medians = np.full(len(wanted), np.nan)
+    for i, k in enumerate(wanted.tolist()):
+        parts = [ref_od[slice(*bounds[k + step])] for step in steps if k + step in bounds]
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        if len(values) >= MIN_COLOUR_TILES:
+            medians[i] = np.median(values)
+    out[known] = medians[inverse.ravel()]
+    return out
 
 
 def grow_edges(codes: np.ndarray, share: np.ndarray, scored: np.ndarray, minimum: float,

@@ -8,7 +8,7 @@ never a loop over tiles:
 - Colour, by look-up. The window's pixels index tables built once per slide (`colour_tables`, cached by the
   glass colour): white balance by the glass (a tinted scan reads like a neutral one), optical density per
   channel (exact, one 256-entry table each: no logarithm per pixel), and, on the colour quantised to 6 bits
-  per channel, the saturation and the class bits:
+  per channel, the class bits:
   - ink: saturation >= `ink_saturation` and a hue outside `hne_hue` (haematoxylin's blue-purple through
     eosin's pink to red; green, cyan, blue, yellow are ink);
   - dark: near black (max channel <= 60) and unsaturated (< 0.35): debris, black ink (dark haematoxylin is
@@ -21,15 +21,24 @@ never a loop over tiles:
   few pixels count), grey where it fills a third of 3 x 3 (a bubble's rim is a line 1-3 pixels wide).
   Filters run only on windows that hold such pixels at all.
 - Sharpness relative to contrast: the mean energy of the Laplacian of the grey level (the finest detail)
-  over the grey level's variance (all of the tile's contrast). A focus miss removes the finest detail but
-  keeps most of the contrast, so the ratio falls whatever the tissue holds; absolute Laplacian energy would
-  instead call sparse stroma (few, sharp nuclei) blurred next to dense tumour.
-- Sums per tile: every map is first summed over cells of `gcd(tile, offsets)` pixels (one reshape), then each
-  tile is read off a summed-area table of the cells (overlapping tiles cost one look-up each). Tiles off a
-  common lattice (never the case for fwrd-run's grids) take a per-pixel summed-area table instead.
+  over the local contrast (the grey level's squared difference from its mean over LOCAL pixels: contrast at
+  the scale of cells), in blocks of about BLOCK pixels; a tile's sharpness is the lower median over its
+  blocks that hold tissue. A focus miss removes the finest detail but keeps most of the contrast, so the
+  ratio falls whatever the tissue holds; absolute Laplacian energy would instead call sparse stroma (few,
+  sharp nuclei) blurred next to dense tumour. Local contrast, not the variance: the step between two
+  regions (tumour beside stroma) is contrast that no focus miss removes, and it made border tiles read as
+  blurred. Blocks, not the whole tile: a tile half out of focus would read as sharp, and coarse structure
+  would dominate a whole tile's contrast (docs/qc.md has the figures).
+- Sums per tile: every map is first summed over cells of `gcd(tile, block, offsets)` pixels (one reshape),
+  then each tile and block is read off a summed-area table of the cells (overlapping tiles cost one look-up
+  each). Tiles off a common lattice (never the case for fwrd-run's grids) take a per-pixel table instead.
+- Colour in optical density: the shares of the red and of the green channel in the tissue's optical density.
+  By Beer-Lambert a thicker layer of the same tissue (a fold: two layers) multiplies every channel's optical
+  density alike, so these shares say what the tissue is stained like whatever its thickness, and fwrd.slide.qc
+  compares a tile's optical density with that of the slide's tissue of the same colour.
 
 Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
-density, mean saturation and relative spread (std / mean) of optical density; and the sharpness.
+density (sum over R, G, B) and the red and green shares of it; and the sharpness.
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246), thresholds=QCThresholds())
 """
@@ -46,9 +55,9 @@ from scipy import ndimage
 
 from fwrd.config import QCThresholds
 
-FEATURES = ("ink", "dark", "grey", "tissue", "od", "saturation", "spread", "sharpness")
+FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness")
 # the rules behind the numbers (tables, solidity, sharpness): part of the resume key of a journal of features
-FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/var;v2"
+FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/local31 lower median of 32 px blocks;od shares r g;v3"
 TISSUE_OD = 0.1  # optical density (sum over channels) above the glass from which a pixel is tissue
 MIN_TISSUE = 0.25  # a tile needs this share of tissue pixels for its tissue statistics (else NaN)
 DARK_MAX, DARK_SATURATION = 60.0, 0.35
@@ -57,6 +66,8 @@ SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33)}  # neighbourhood 
 INK, DARK, GREY = 1, 2, 4  # class bits
 BITS = 6  # bits per channel of the colour tables
 MIN_CELL = 4  # cells smaller than this: the per-pixel path
+BLOCK = 32  # about this side (pixels) for the blocks whose sharpness makes a tile's
+LOCAL = 31  # side (pixels) of the mean that local contrast is taken from
 
 
 def hue_degrees(rgb: np.ndarray) -> np.ndarray:
@@ -81,7 +92,6 @@ class ColourTables:
 
     od: np.ndarray  # float32 [3, 256]: optical density of each channel value, relative to the glass
     classes: np.ndarray  # uint8 [2 ** (3 BITS)]: INK | DARK | GREY bits of each quantised colour
-    saturation: np.ndarray  # float32 [2 ** (3 BITS)]: saturation of each quantised colour (white-balanced)
 
 
 @functools.lru_cache(maxsize=16)
@@ -102,7 +112,7 @@ def colour_tables(glass: tuple[float, float, float], ink_saturation: float,
     dark = (mx <= DARK_MAX) & (saturation < DARK_SATURATION)
     grey = (saturation < GREY_SATURATION) & (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
     classes = (ink * INK | dark * DARK | grey * GREY).astype(np.uint8)
-    return ColourTables(od, classes, saturation.astype(np.float32))
+    return ColourTables(od, classes)
 
 
 def _solid(mask: np.ndarray, side: int, share: float) -> np.ndarray:
@@ -119,13 +129,20 @@ def _laplace_energy(grey: np.ndarray) -> np.ndarray:
     return lap * lap
 
 
+def _local_contrast(grey: np.ndarray) -> np.ndarray:
+    """Squared difference of `grey` from its mean over LOCAL x LOCAL pixels: contrast at the scale of cells,
+    without the steps between regions of tissue."""
+    return (grey - ndimage.uniform_filter(grey, size=LOCAL, mode="nearest")) ** 2
+
+
 def pixel_maps(window: np.ndarray, tables: ColourTables) -> dict[str, np.ndarray]:
     """The per-pixel maps of a uint8 RGB window [h, w, 3] whose sums make the features."""
     r, g, b = window[..., 0], window[..., 1], window[..., 2]
     shift = 8 - BITS
     index = ((r >> shift).astype(np.int32) << (2 * BITS)) | ((g >> shift).astype(np.int32) << BITS) | (b >> shift)
     classes = tables.classes[index]
-    od = tables.od[0][r] + tables.od[1][g] + tables.od[2][b]
+    od_red, od_green = tables.od[0][r], tables.od[1][g]
+    od = od_red + od_green + tables.od[2][b]
     tissue = od >= TISSUE_OD
     grey = r.astype(np.float32) + g + b
     maps = {
@@ -135,10 +152,9 @@ def pixel_maps(window: np.ndarray, tables: ColourTables) -> dict[str, np.ndarray
         "tissue": tissue,
     }
     t = tissue.astype(np.float32)
-    od_t = od * t
     maps.update({
-        "od": od_t, "od2": od_t * od, "saturation": tables.saturation[index] * t,
-        "fine": _laplace_energy(grey) * t, "level": grey * t, "level2": grey * grey * t,
+        "od": od * t, "od_red": od_red * t, "od_green": od_green * t,
+        "fine": _laplace_energy(grey) * t, "local": _local_contrast(grey) * t,
     })
     return maps
 
@@ -149,15 +165,43 @@ def _cell_side(offsets: np.ndarray, tile: int) -> int:
     return int(np.gcd.reduce(np.concatenate([rel, [tile]]).astype(np.int64)))
 
 
-def _tile_sums(values: np.ndarray, offsets: np.ndarray, tile: int, cell: int) -> np.ndarray:
-    """Sum of `values` over each tile [y, y + tile) x [x, x + tile) at `offsets` (x, y): over cells of `cell`
-    pixels, then a summed-area table of the cells (the window starts at the first offset)."""
+def _summed_table(values: np.ndarray, cell: int) -> np.ndarray:
+    """Summed-area table of `values` summed over cells of `cell` pixels (float64 [h / cell + 1, w / cell + 1])."""
     h, w = values.shape
     cells = values.reshape(h // cell, cell, w // cell, cell).sum(axis=(1, 3), dtype=np.float64)
     table = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1), np.float64)
     np.cumsum(np.cumsum(cells, axis=0), axis=1, out=table[1:, 1:])
-    x, y, k = offsets[:, 0] // cell, offsets[:, 1] // cell, tile // cell
+    return table
+
+
+def _box_sums(table: np.ndarray, offsets: np.ndarray, side: int, cell: int) -> np.ndarray:
+    """Sums over the boxes [y, y + side) x [x, x + side) at `offsets` (x, y), read off a `_summed_table`."""
+    x, y, k = offsets[:, 0] // cell, offsets[:, 1] // cell, side // cell
     return table[y + k, x + k] - table[y, x + k] - table[y + k, x] + table[y, x]
+
+
+def _blocks(offsets: np.ndarray, tile: int) -> tuple[np.ndarray, int, int]:
+    """The top-lefts of each tile's sharpness blocks ([N * k * k, 2], tile by tile), their side and k."""
+    k = max(1, tile // BLOCK)
+    side = tile // k
+    steps = np.arange(k, dtype=np.int64) * side
+    grid = np.stack(np.meshgrid(steps, steps, indexing="xy"), axis=-1).reshape(-1, 2)
+    return (offsets[:, None, :] + grid[None, :, :]).reshape(-1, 2), side, k
+
+
+def _sharpness(tables: dict[str, np.ndarray], blocks: np.ndarray, side: int, k: int, cell: int) -> np.ndarray:
+    """Per tile, the lower median over its blocks with at least MIN_TISSUE tissue of their Laplacian energy
+    over local contrast (NaN without such a block): a tile half out of focus reads as out of focus."""
+    s = {name: _box_sums(tables[name], blocks, side, cell).reshape(-1, k * k) for name in ("tissue", "fine", "local")}
+    count = s["tissue"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = s["fine"] / np.maximum(s["local"], count)  # contrast below 1 grey level: no contrast to judge
+    ratio = np.where(count >= MIN_TISSUE * side * side, ratio, np.inf)
+    ranked = np.sort(ratio, axis=1)  # blocks without tissue last
+    usable = np.isfinite(ranked).sum(axis=1)
+    pick = np.maximum((usable - 1) // 2, 0)
+    lower_median = ranked[np.arange(len(ranked)), pick]
+    return np.where(usable > 0, lower_median, np.nan)
 
 
 def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Sequence[float],
@@ -168,27 +212,25 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     out = np.full((len(offsets), len(FEATURES)), np.nan, np.float32)
     if len(offsets) == 0:
         return out
-    cell = _cell_side(offsets, tile)
+    blocks, side, k = _blocks(offsets, tile)
+    cell = math.gcd(_cell_side(offsets, tile), side)
     if cell < MIN_CELL:
         cell = 1
     x0, y0 = offsets.min(axis=0)  # only the part of the window the tiles cover
     x1, y1 = offsets.max(axis=0) + tile
     window = np.ascontiguousarray(window[y0:y1, x0:x1, :3])
-    offsets = offsets - (x0, y0)
-    tables = colour_tables(tuple(float(v) for v in glass), float(thresholds.ink_saturation),
-                           tuple(float(v) for v in thresholds.hne_hue))
-    maps = pixel_maps(window, tables)
-    sums = {name: _tile_sums(m, offsets, tile, cell) for name, m in maps.items()}
+    offsets, blocks = offsets - (x0, y0), blocks - (x0, y0)
+    colours = colour_tables(tuple(float(v) for v in glass), float(thresholds.ink_saturation),
+                            tuple(float(v) for v in thresholds.hne_hue))
+    tables = {name: _summed_table(m, cell) for name, m in pixel_maps(window, colours).items()}
+    sums = {name: _box_sums(table, offsets, tile, cell) for name, table in tables.items()
+            if name not in ("fine", "local")}
     area = float(tile * tile)
     for column, name in enumerate(("ink", "dark", "grey", "tissue")):
         out[:, column] = sums[name] / area
-    count = sums["tissue"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_od = sums["od"] / count
-        spread = np.sqrt(np.maximum(sums["od2"] / count - mean_od ** 2, 0.0)) / mean_od
-        grey_var = sums["level2"] / count - (sums["level"] / count) ** 2
-        sharpness = sums["fine"] / count / np.maximum(grey_var, 1.0)
-        stats = (mean_od, sums["saturation"] / count, spread, sharpness)
+        stats = (sums["od"] / sums["tissue"], sums["od_red"] / sums["od"], sums["od_green"] / sums["od"],
+                 _sharpness(tables, blocks, side, k, cell))
     enough = out[:, 3] >= MIN_TISSUE
     for column, values in enumerate(stats, start=4):
         out[enough, column] = values[enough]

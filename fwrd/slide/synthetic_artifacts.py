@@ -6,11 +6,13 @@ the pixels it changed, so a test knows which tiles hold which artifact. They imi
 - `pen_line` / `pen_circle`: marker ink, a translucent dye over the tissue (transmissions multiply);
 - `out_of_focus`: a Gaussian blur of a rectangle (a focus miss; sigma in level-0 pixels);
 - `fold`: a flap of tissue lying on top of more tissue: the rectangle's transmission times that of a shifted
-  copy of the slide (optical densities add, as they do where two sections overlap);
+  copy of the slide (optical densities add, as they do where two sections overlap); its mask is where two
+  layers of tissue overlap;
 - `bubble`: an air bubble under the coverslip: a dark, grey refraction ring with a brighter, washed-out
   inside;
 - `dirt`: small dark grey specks (dust, debris);
-- `tint_glass`: a colour cast over the whole image (a scanner whose glass is faintly tinted).
+- `tint_glass`: a colour cast over the whole image (a scanner whose glass is faintly tinted);
+- `stain_shift`: another lab's staining, haematoxylin and eosin scaled in optical density (returns a copy).
 
     rgb = render(...); pen = pen_line(rgb, [(100, 400), (900, 450)], colour=BLUE_INK, width=12)
 """
@@ -23,10 +25,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
+from fwrd.slide.tissue import glass_colour
+
 BLUE_INK = (40, 80, 205)
 GREEN_INK = (40, 160, 80)
 BLACK_INK = (35, 35, 40)
 INK_DENSITY = 0.85  # fraction of the way to the ink's own transmission at the line's centre
+FOLD_TISSUE_OD = 0.1  # a layer is tissue where its optical density (sum over R, G, B) above the glass is this
 
 
 def _stroke_mask(shape: tuple[int, int], draw) -> np.ndarray:
@@ -89,18 +94,31 @@ def out_of_focus(rgb: np.ndarray, box: tuple[int, int, int, int], sigma: float =
     return _mask_of(rgb, rows, cols)
 
 
-def fold(rgb: np.ndarray, box: tuple[int, int, int, int], shift: tuple[int, int] = (37, 53)) -> np.ndarray:
+def fold(rgb: np.ndarray, box: tuple[int, int, int, int], shift: tuple[int, int] = (37, 53),
+         glass: Sequence[float] | None = None) -> np.ndarray:
     """Lay the tissue found `shift` (dx, dy) pixels away over the rectangle: transmissions multiply (optical
-    densities add), as where a flap of the section lies on top of the section."""
+    densities add), as where a flap of the section lies on top of the section. The flap's transmission is
+    taken relative to the glass (`glass`, by default the image's own: fwrd.slide.tissue.glass_colour), so
+    where it brings only glass nothing changes. Returns where two layers of tissue now overlap (both with
+    optical density >= FOLD_TISSUE_OD above the glass): tissue moved over glass is a single layer, no fold."""
     rows, cols = _box(rgb, box)
     dx, dy = shift
     h, w = rgb.shape[:2]
     ys = np.clip(np.arange(rows.start, rows.stop) + dy, 0, h - 1)
     xs = np.clip(np.arange(cols.start, cols.stop) + dx, 0, w - 1)
-    over = rgb[ys][:, xs].astype(np.float32)
+    white = np.asarray(glass if glass is not None else glass_colour(rgb), np.float32)
+    over = np.minimum(rgb[ys][:, xs].astype(np.float32) / white, 1.0)
     under = rgb[rows, cols].astype(np.float32)
-    rgb[rows, cols] = np.clip(np.rint(under * over / 255.0), 0, 255).astype(np.uint8)
-    return _mask_of(rgb, rows, cols)
+
+    def tissue(layer: np.ndarray) -> np.ndarray:
+        od = -np.log10(np.clip(layer, 1.0 / 255.0, 1.0)).sum(axis=2)
+        return od >= FOLD_TISSUE_OD
+
+    doubled = tissue(over) & tissue(np.minimum(under / white, 1.0))
+    rgb[rows, cols] = np.clip(np.rint(under * over), 0, 255).astype(np.uint8)
+    mask = np.zeros(rgb.shape[:2], bool)
+    mask[rows, cols] = doubled
+    return mask
 
 
 def bubble(rgb: np.ndarray, centre: tuple[float, float], radius: float, ring: int = 6) -> np.ndarray:
@@ -146,6 +164,22 @@ def tint_glass(rgb: np.ndarray, tint: Sequence[float] = (0.93, 0.985, 1.0)) -> N
     """A colour cast over the whole image: every channel's transmission times `tint` (glass and tissue alike)."""
     cast = rgb.astype(np.float32) * np.asarray(tint, np.float32)
     rgb[...] = np.clip(np.rint(cast), 0, 255).astype(np.uint8)
+
+
+HED_STAINS = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])  # Ruifrok-Johnston H, E, DAB
+
+
+def stain_shift(rgb: np.ndarray, h_gain: float = 1.35, e_gain: float = 0.7,
+                where: np.ndarray | None = None) -> np.ndarray:
+    """A copy of `rgb` with haematoxylin x h_gain and eosin x e_gain (Ruifrok-Johnston colour deconvolution;
+    the defaults: a darker, bluer stain), on the pixels of the bool mask `where` (None: every pixel)."""
+    stains = HED_STAINS / np.linalg.norm(HED_STAINS, axis=1, keepdims=True)
+    od = -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
+    conc = od.reshape(-1, 3) @ np.linalg.inv(stains)
+    conc[:, 0] *= h_gain
+    conc[:, 1] *= e_gain
+    shifted = np.clip(255.0 * 10 ** -(conc @ stains), 0, 255).reshape(rgb.shape).round().astype(np.uint8)
+    return shifted if where is None else np.where(where[..., None], shifted, rgb)
 
 
 def paint_test_card(rgb: np.ndarray, rng: np.random.Generator, pen_width: int = 48) -> dict[str, np.ndarray]:
