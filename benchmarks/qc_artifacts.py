@@ -136,19 +136,21 @@ def cost(summary: dict, wall: float) -> dict:
             "tiles": summary["tiles_scored"]}
 
 
-def score(backend, path: Path, out: Path, qc: bool, stride: int | None, thresholds: QCThresholds):
+def score(backend, path: Path, out: Path, qc: bool, stride: int | None, thresholds: QCThresholds,
+          resume: bool = False):
     began = time.perf_counter()
     result = score_slide(path, backend, out, RunSettings(progress=False, qc=qc, stride=stride, batch_size=16,
-                                                       qc_thresholds=thresholds if qc else None))
+                                                       qc_thresholds=thresholds if qc else None, resume=resume))
     if result.status == "failed":
         raise SystemExit(f"{path}: {result.error}")
     return result, time.perf_counter() - began
 
 
-def tile_auroc(run: Path, cohort) -> float:
-    """AUROC of the tile scores (flagged tiles count as the lowest score: QC never calls them)."""
+def tile_auroc(run: Path, slides) -> float:
+    """AUROC of the tile scores of `slides` (a cohort's) in `run` (flagged tiles count as the lowest score: QC
+    never calls them)."""
     labels, scores = [], []
-    for slide in cohort.slides:
+    for slide in slides:
         xy, s, kind = _tiles(run / slide.path.stem)
         s = np.where(kind == "ok", s, -np.inf)
         summary = json.loads((run / slide.path.stem / "summary.json").read_text())
@@ -186,20 +188,28 @@ def calls(folder: Path) -> dict:
             "detections": len((folder / "detections.csv").read_text().splitlines())}
 
 
+def stain_change(before: Path, after: Path, threshold: float) -> dict:
+    """Tile by tile (the tiles both runs scored): how far the raw scores moved and how many calls flipped."""
+    xy0, s0, _ = _tiles(before)
+    xy1, s1, _ = _tiles(after)
+    index = {(int(x), int(y)): i for i, (x, y) in enumerate(xy1)}
+    pairs = [(i, index[(int(x), int(y))]) for i, (x, y) in enumerate(xy0) if (int(x), int(y)) in index]
+    a, b = s0[[i for i, _ in pairs]], s1[[j for _, j in pairs]]
+    delta = np.abs(b - a)
+    return {"tiles_compared": len(pairs), "mean_abs_delta": round(float(delta.mean()), 4),
+            "max_abs_delta": round(float(delta.max()), 4), "mean_before": round(float(a.mean()), 4),
+            "mean_after": round(float(b.mean()), 4),
+            "called_before": int((a >= threshold).sum()), "called_after": int((b >= threshold).sum()),
+            "flipped": int(((a >= threshold) != (b >= threshold)).sum())}
+
+
 def hed_shift(rgb: np.ndarray, h_gain: float = 1.35, e_gain: float = 0.7) -> np.ndarray:
-    """Tissue pixels with haematoxylin x h_gain and eosin x e_gain (Ruifrok-Johnston colour deconvolution)."""
+    """Tissue pixels (the tissue mask's, at 1/16) with haematoxylin x h_gain and eosin x e_gain."""
     from fwrd.slide.tissue import tissue_mask_from_rgb
 
-    stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
-    stains /= np.linalg.norm(stains, axis=1, keepdims=True)
-    od = -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
-    conc = od.reshape(-1, 3) @ np.linalg.inv(stains)
-    conc[:, 0] *= h_gain
-    conc[:, 1] *= e_gain
-    shifted = np.clip(255.0 * 10 ** -(conc @ stains), 0, 255).reshape(rgb.shape).round().astype(np.uint8)
     small = np.asarray(Image.fromarray(rgb).reduce(16))
     tissue = np.kron(tissue_mask_from_rgb(small), np.ones((16, 16), bool))[:rgb.shape[0], :rgb.shape[1]]
-    return np.where(tissue[..., None], shifted, rgb)
+    return paint.stain_shift(rgb, h_gain, e_gain, where=tissue)
 
 
 def main() -> None:
@@ -214,6 +224,9 @@ def main() -> None:
     parser.add_argument("--cohort", type=int, default=0, help="tumour slides of a synthetic test cohort (0: none)")
     parser.add_argument("--cohort-size", type=int, default=3072)
     parser.add_argument("--stain", action="store_true")
+    parser.add_argument("--stain-gains", nargs="+", default=["1.35,0.7"], metavar="H,E",
+                        help="haematoxylin,eosin gains of the stain shifts (default: the issue's 1.35,0.7)")
+    parser.add_argument("--resume", action="store_true", help="reuse complete outputs of an earlier run")
     parser.add_argument("--skip-paint", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -238,29 +251,41 @@ def main() -> None:
             record["cohort"] = {}
             costs = []
             for slide in cohort.slides:
-                result, wall = score(backend, slide.path, args.out / "cohort_on", True, args.stride, thresholds)
+                result, wall = score(backend, slide.path, args.out / "cohort_on", True, args.stride, thresholds,
+                                     args.resume)
                 costs.append(cost(result.summary, wall) | {"slide": slide.path.stem, "status": result.status,
                                                            "excluded": result.summary.get("tiles_excluded")})
                 qc_off_view(result.out_dir, args.out / "cohort_off" / slide.path.stem)
             for qc in ("off", "on"):
                 run = args.out / f"cohort_{qc}"
-                record["cohort"][qc] = {"tile_auroc": round(tile_auroc(run, cohort), 4),
+                record["cohort"][qc] = {"tile_auroc": round(tile_auroc(run, cohort.slides), 4),
                                         "froc": froc(run, cohort, args.out / f"eval_{qc}")}
             record["cohort"]["slides"] = costs
             print(json.dumps({"cohort": record["cohort"]}, indent=1), flush=True)
             if args.stain:
                 record["stain"] = {}
-                stained = args.out / "stained"
-                for slide in (cohort.normal_slides[0], cohort.tumor_slides[0]):
-                    with open_slide(slide.path) as handle:
-                        rgb = handle.read_region((0, 0), 0, handle.dimensions)
-                    path = write_rgb_slide(stained / f"{slide.path.stem}.svs", hed_shift(rgb), mpp=0.243)
-                    result, _ = score(backend, path, args.out / "stained_on", True, args.stride, thresholds)
-                    off = qc_off_view(result.out_dir, args.out / "stained_off" / path.stem)
-                    for qc, after in (("on", result.out_dir), ("off", off)):
-                        before = args.out / f"cohort_{qc}" / slide.path.stem
-                        record["stain"][f"{slide.path.stem}_qc_{qc}"] = {
-                            "before": calls(before), "after": calls(after)}
+                for gains in args.stain_gains:
+                    h_gain, e_gain = (float(v) for v in gains.split(","))
+                    tag = f"h{h_gain:g}_e{e_gain:g}"
+                    stained = args.out / f"stained_{tag}"
+                    entry: dict = {}
+                    for slide in (cohort.normal_slides[0], cohort.tumor_slides[0]):
+                        with open_slide(slide.path) as handle:
+                            rgb = handle.read_region((0, 0), 0, handle.dimensions)
+                        path = write_rgb_slide(stained / "slides" / f"{slide.path.stem}.svs",
+                                               hed_shift(rgb, h_gain, e_gain), mpp=0.243)
+                        result, _ = score(backend, path, stained / "on", True, args.stride, thresholds, args.resume)
+                        off = qc_off_view(result.out_dir, stained / "off" / path.stem)
+                        threshold = result.summary["threshold"]
+                        for qc, after in (("on", result.out_dir), ("off", off)):
+                            before = args.out / f"cohort_{qc}" / slide.path.stem
+                            entry[f"{slide.path.stem}_qc_{qc}"] = {"before": calls(before), "after": calls(after)}
+                        entry[f"{slide.path.stem}_tiles"] = stain_change(args.out / "cohort_off" / slide.path.stem,
+                                                                          off, threshold)
+                    pair = (cohort.normal_slides[0], cohort.tumor_slides[0])
+                    entry["pair_tile_auroc"] = {"before": round(tile_auroc(args.out / "cohort_on", pair), 4),
+                                                "after": round(tile_auroc(stained / "on", pair), 4)}
+                    record["stain"][tag] = entry
                 print(json.dumps({"stain": record["stain"]}, indent=1), flush=True)
     (args.out / "qc_artifacts.json").write_text(json.dumps(record, indent=2) + "\n")
 
