@@ -28,7 +28,8 @@ never a loop over tiles:
   sharp nuclei) blurred next to dense tumour. Local contrast, not the variance: the step between two
   regions (tumour beside stroma) is contrast that no focus miss removes, and it made border tiles read as
   blurred. Blocks, not the whole tile: a tile half out of focus would read as sharp, and coarse structure
-  would dominate a whole tile's contrast (docs/qc.md has the figures).
+  would dominate a whole tile's contrast (benchmarks/results/qc-artifacts-cpu-amd-epyc-2c.md: blur on
+  real H&E 76 % -> 92 % flagged).
 - Sums per tile: every map is first summed over cells of `gcd(tile, block, offsets)` pixels (one reshape),
   then each tile and block is read off a summed-area table of the cells (overlapping tiles cost one look-up
   each). Tiles off a common lattice (never the case for fwrd-run's grids) take a per-pixel table instead.
