@@ -15,12 +15,13 @@ and what it costs.
    cohort's) scored with QC off and on: tile AUROC (labels from the annotations, a tile is tumour when at
    least half of it is) and lesion FROC (fwrd-eval's) on each, so QC's effect on tumour detection is measured.
 3. Stain shift (`--stain`): the cohort's normal and first tumour slide with tissue pixels moved in HED space
-   (haematoxylin x1.35, eosin x0.7: a darker, bluer stain) and scored again: calls and QC flags before/after.
+   (`--stain-gains H,E ...`, default haematoxylin x1.35, eosin x0.7: a darker, bluer stain) and scored again:
+   calls and QC flags before/after, tile by tile how far the scores moved and how many calls flipped.
 4. Cost: summary.json's seconds (QC features, summed over the decode workers; judging) against the run's wall
    time, inference and decoding.
 
     python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
-        [--cohort 3] [--stain] [--threads 2]
+        [--cohort 3] [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
 """
 
 from __future__ import annotations
