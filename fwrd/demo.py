@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
+
+from fwrd.errors import ExportGateFailed
 
 # step -> (console script shown to the user, module in fwrd.cli holding its click command)
 STEPS = {
@@ -76,7 +78,24 @@ def run_step(step: str, args: list, echo: Callable[[str], None] = print) -> None
 
 def run_demo(root: Path, plan: DemoPlan = DemoPlan(), only: tuple[str, ...] = (),
              echo: Callable[[str], None] = print) -> None:
+    """Run the plan's steps. Training is not bit-identical across machines (thread counts, CPU kernels), so
+    on some machine the int8 graph of the demo's tiny random-teacher model fails its accuracy gate: the
+    demo then says so and goes on with an fp32 graph, which the gate holds to fp32 accuracy."""
     root.mkdir(parents=True, exist_ok=True)
-    for step, args in plan.steps(root):
+    steps = plan.steps(root)
+    index = 0
+    while index < len(steps):
+        step, args = steps[index]
         if not only or step in only:
-            run_step(step, args, echo)
+            try:
+                run_step(step, args, echo)
+            except ExportGateFailed as failed:
+                if step != "export" or plan.precision == "fp32":
+                    raise
+                echo(f"note: {failed}")
+                echo("note: the demo goes on with an fp32 graph (on your own slides: calibrate int8 on more "
+                     "of them, or export fp16/fp32)")
+                plan = replace(plan, precision="fp32")
+                steps = plan.steps(root)  # the same steps in the same order, with the fp32 graph's name
+                continue
+        index += 1

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import pytest
 
-# Under pytest-xdist (`-n N`), N workers that each run torch and ONNX Runtime with a thread per core
-# oversubscribe the machine, and OpenMP threads spin while they wait for each other: give each worker its
-# share of the cores (before any test imports torch; subprocesses inherit it).
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ.setdefault("OMP_NUM_THREADS",
-                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
-
-import pytest  # noqa: E402
-
-from fwrd.slide.synthetic import Cohort, SyntheticSlide, make_cohort, make_synthetic_slide  # noqa: E402
+from fwrd.slide.synthetic import Cohort, SyntheticSlide, make_cohort, make_synthetic_slide
 
 
 @pytest.fixture(scope="session")
