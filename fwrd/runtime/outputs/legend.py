@@ -72,7 +72,8 @@ def _has_glyph(face, char: str) -> bool:
 
 def unicode_text(text: str, size: int) -> tuple[str, ImageFont.ImageFont | ImageFont.FreeTypeFont]:
     """(text, font) to draw `text`: the first font of Pillow's own and TITLE_FONTS that has all its
-    glyphs; else the one with most, and each character it lacks written as its code point in angle brackets (an emoji: <U+1F600>)."""
+    glyphs; else the one with most, and each character it lacks written as its code point in angle
+    brackets (an emoji: <U+1F600>)."""
     faces = [font(size)] + [f for f in (_system_font(name, size) for name in TITLE_FONTS) if f is not None]
     chars = set(text)
     best, best_missing = faces[0], None
