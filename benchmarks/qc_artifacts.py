@@ -5,8 +5,9 @@ and what it costs.
    circle, out-of-focus square, fold, air bubble, dirt specks) on a synthetic normal slide, on the real H&E crop
    in tests/data and, with `--real-extra SLIDE`, on regions of another real slide outside that crop (held out:
    the thresholds were chosen on these and on synthetic seeds the tests do not use; `--seed` paints with other
-   positions). Each is scored once with QC on (QC changes no score, so the QC-off outputs are derived from the
-   raw scores); per kind, the tiles the artifact covers (at least half of the tile's pixels painted and, for
+   positions) and, with `--real-image IMAGE` (a PNG or JPEG; repeatable), on whole real images held out from
+   the thresholds (tests/data/tiatoolbox_target_image.jpg: dense carcinoma). Each is scored once with QC on
+   (QC changes no score, so the QC-off outputs are derived from the raw scores); per kind, the tiles the artifact covers (at least half of the tile's pixels painted and, for
    pen, fold and bubble, visibly changed: a fold over glass is no fold; blur: the blurred square; dirt: any
    speck), how many QC flagged and how many are
    called (>= threshold after gating), and the detections lying on painted pixels; clean tiles (nothing
@@ -21,7 +22,8 @@ and what it costs.
    time, inference and decoding.
 
     python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
-        [--cohort 3] [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
+        [--real-image tests/data/tiatoolbox_target_image.jpg [--only-real-images]] [--cohort 3]
+        [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
 """
 
 from __future__ import annotations
@@ -55,21 +57,25 @@ CROP = (600, 1200, 1024)  # where the vendored crop lies in CMU-1-Small-Region (
 CHANGED = 8  # a painted pixel counts when some channel moved by more than this
 
 
-def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp: float
-                   ) -> dict[str, tuple[Path, dict]]:
+def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp: float,
+                   real_images: tuple[Path, ...] = (), only_real_images: bool = False) -> dict[str, tuple[Path, dict]]:
     """name -> (slide path, {kind: bool mask of the pixels the artifact visibly changed}). Every slide is written
     at `mpp` (the model's): the real pixels (0.499 um/px) are scored as if they were at the model's resolution,
     since fwrd never enlarges a slide coarser than the model."""
     images = {}
-    layout = plan_layout(np.random.default_rng([seed, 0]), size, size, 0, False, 1.0, 1.8)
-    images["synthetic"] = render(np.random.default_rng([seed, 1]), layout, rasterize(Annotations(), (size, size), 1.0))
-    images["real"] = np.array(Image.open(REAL).convert("RGB"))
-    if real_extra is not None:
+    if not only_real_images:
+        layout = plan_layout(np.random.default_rng([seed, 0]), size, size, 0, False, 1.0, 1.8)
+        images["synthetic"] = render(np.random.default_rng([seed, 1]), layout,
+                                     rasterize(Annotations(), (size, size), 1.0))
+        images["real"] = np.array(Image.open(REAL).convert("RGB"))
+    if real_extra is not None and not only_real_images:
         with open_slide(real_extra) as slide:
             whole = slide.read_region((0, 0), 0, slide.dimensions)
         x, y, side = CROP
         images["real_heldout_top"] = np.ascontiguousarray(whole[:y - 100, 400:2000])
         images["real_heldout_bottom"] = np.ascontiguousarray(whole[y + side + 6:, 400:2000])
+    for image in real_images:
+        images[f"real_{image.stem}"] = np.array(Image.open(image).convert("RGB"))
     made = {}
     for name, rgb in images.items():
         before = rgb.copy()
@@ -222,6 +228,10 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real-extra", type=Path, default=None)
+    parser.add_argument("--real-image", type=Path, action="append", default=[],
+                        help="a real RGB image (PNG, JPEG) to paint the card on as well; repeatable")
+    parser.add_argument("--only-real-images", action="store_true",
+                        help="paint only the --real-image images (not the synthetic slide or the CMU regions)")
     parser.add_argument("--cohort", type=int, default=0, help="tumour slides of a synthetic test cohort (0: none)")
     parser.add_argument("--cohort-size", type=int, default=3072)
     parser.add_argument("--stain", action="store_true")
@@ -235,8 +245,9 @@ def main() -> None:
     record: dict = {"thresholds": thresholds.to_dict(), "seed": args.seed}
     with open_backend(args.model, threads=args.threads) as backend:
         if not args.skip_paint:
-            for name, (path, truth) in painted_slides(args.out / "slides", args.size, args.seed, args.real_extra,
-                                                     backend.config.mpp or 0.243).items():
+            slides = painted_slides(args.out / "slides", args.size, args.seed, args.real_extra,
+                                    backend.config.mpp or 0.243, tuple(args.real_image), args.only_real_images)
+            for name, (path, truth) in slides.items():
                 result, wall = score(backend, path, args.out / "on", True, args.stride, thresholds)
                 s = result.summary
                 off = qc_off_view(result.out_dir, args.out / "off" / path.stem)

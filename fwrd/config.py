@@ -32,13 +32,20 @@ class QCThresholds:
         pen_edge_fraction: ... and so is one with at least this share that touches a `pen` tile (a stroke's
             edge: too little ink to flag alone, enough to make an anomaly model call it).
         dirt_fraction: ... of solid black pixels is `dirt`.
+        dirt_edge_fraction: ... and so is one with at least this share that touches a `dirt` tile.
         bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
+        bubble_edge_fraction: ... and so is one with at least this share that touches a `bubble` tile.
         fold_thickness: a tile whose mean optical density is at least this times that of the slide's tissue
             of the same colour (optical-density shares within `fold_colour_radius`) ...
         fold_min_darkness: ... and at least this times the slide's median is `fold` (two layers of tissue,
             not a denser tissue, which is stained differently).
         fold_colour_radius: how near in colour (red and green shares of optical density) a reference tile is.
+        fold_edge_thickness: a tile that touches a `fold` tile needs only this times its colour's optical
+            density (and `fold_min_darkness`) to be `fold`.
+        fold_min_tiles: fold regions (8-connected tiles) smaller than this are not flagged: a fold is an
+            extended region, a lone dense tile more likely dense tissue.
         blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
+        blur_edge_ratio: ... and so is one below this share that touches a `blur` tile.
         review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
         review_touching: ... as is one where more than this share of the above-threshold tiles touch
             excluded tiles.
@@ -49,11 +56,16 @@ class QCThresholds:
     pen_fraction: float = 0.1
     pen_edge_fraction: float = 0.02
     dirt_fraction: float = 0.003
+    dirt_edge_fraction: float = 0.0007
     bubble_fraction: float = 0.015
+    bubble_edge_fraction: float = 0.005
     fold_thickness: float = 1.3
     fold_min_darkness: float = 1.1
     fold_colour_radius: float = 0.015
+    fold_edge_thickness: float = 1.2
+    fold_min_tiles: int = 3
     blur_ratio: float = 0.15
+    blur_edge_ratio: float = 0.3
     review_share: float = 0.25
     review_touching: float = 0.5
 

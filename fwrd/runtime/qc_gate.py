@@ -1,8 +1,8 @@
 """QC gates the calls: artifact tiles never count, and a slide QC cannot vouch for says `review`.
 
     decode workers -> QC features per tile (fwrd.slide.qc) -> QCStore (and the resume journal)
-    end of slide: judge every tile against the slide's own tissue -> codes per heatmap cell (pen strokes'
-      edges grown, bubble insides filled: fwrd.slide.qc)
+    end of slide: judge every tile against the slide's own tissue -> codes per heatmap cell (every kind grown
+      into its weaker neighbours, lone fold tiles dropped, bubble insides filled: fwrd.slide.qc.on_grid)
       -> gated scores: flagged cells become NaN, so they never reach the threshold, the detections, the
          GeoJSON, the tumour area or the slide score (tiles.csv keeps each tile's raw score and its kind)
       -> verdict: `review` when QC excluded more than `review_share` of the scored tissue, or when more than
@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from fwrd.config import QCThresholds
 from fwrd.runtime.outputs.heatmap import ScoreGrid
-from fwrd.slide.qc import KINDS, code_of, fill_enclosed, grow_edges, judge
+from fwrd.slide.qc import KINDS, code_of, judge, on_grid
 from fwrd.slide.qc_features import FEATURES
 
 OK, REVIEW = "ok", "review"
@@ -83,10 +83,11 @@ def gate_slide(grid: ScoreGrid, store: QCStore, thresholds: QCThresholds, thresh
     codes = np.zeros(grid.values.shape, np.uint8)
     rows, cols = g.cells(coords)
     codes[rows, cols] = verdict.codes
-    ink = np.zeros(grid.values.shape, np.float32)
-    ink[rows, cols] = features[:, FEATURES.index("ink")]
-    codes = grow_edges(codes, ink, grid.scored, thresholds.pen_edge_fraction)
-    codes = fill_enclosed(codes, grid.scored)
+    weak = {}
+    for kind, hits in verdict.weak.items():
+        weak[kind] = np.zeros(grid.values.shape, bool)
+        weak[kind][rows, cols] = hits
+    codes = on_grid(codes, weak, grid.scored, thresholds, cells_per_tile=(g.tile / g.stride) ** 2)
     flagged = codes > 0
     values = np.where(flagged, np.float32(np.nan), grid.values)
     scored = int(grid.count)

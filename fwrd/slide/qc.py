@@ -20,9 +20,11 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
      colour, which is as dark as itself; a colour that fewer than MIN_COLOUR_TILES tiles share is not
      judged;
    - `blur`: sharpness below `blur_ratio` of the slide's, so a uniformly soft scan is not rejected whole.
-   On the slide's grid, `grow_edges` then adds the tiles along a pen stroke that hold less ink than
-   `pen_fraction` but at least `pen_edge_fraction` and touch a pen tile (hysteresis, as an edge detector
-   does), and `fill_enclosed` marks tiles enclosed by bubble tiles (the washed-out inside of a bubble).
+   On the slide's grid, `on_grid` then grows every kind into the touching tiles that meet its edge threshold
+   (`pen_edge_fraction`, `dirt_edge_fraction`, `bubble_edge_fraction`, `fold_edge_thickness`,
+   `blur_edge_ratio`: hysteresis, as an edge detector does), drops fold regions of fewer than
+   `fold_min_tiles` tiles (a lone dense tile is more likely dense tissue), and `fill_enclosed` marks tiles
+   enclosed by bubble tiles (the washed-out inside of a bubble).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246))     # float32 [N, len(FEATURES)]
     verdict = judge(all_feats, QCThresholds())                                # codes: 0 ok, k: KINDS[k - 1]
@@ -30,6 +32,7 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +66,7 @@ class Verdict:
     codes: np.ndarray  # uint8 per tile: 0 ok, k: KINDS[k - 1]
     reference: dict[str, float | None]  # the slide's own tissue: median od and sharpness
     reference_tiles: int  # tiles the reference was taken over (0: too few, fold and blur not judged)
+    weak: dict[str, np.ndarray]  # per kind, bool per tile: meets the kind's edge threshold (`on_grid` grows into it)
 
 
 def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
@@ -75,21 +79,27 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
              ("bubble", column["grey"] >= thresholds.bubble_fraction))
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
+    weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
+            "dirt": column["dark"] >= thresholds.dirt_edge_fraction,
+            "bubble": column["grey"] >= thresholds.bubble_edge_fraction,
+            "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
     usable = (codes == 0) & np.all(np.isfinite(f[:, 4:]), axis=1) & (column["tissue"] >= 0.5)
     count = int(usable.sum())
     if count < MIN_REFERENCE_TILES:
-        return Verdict(codes, {name: None for name in stats}, 0)
+        return Verdict(codes, {name: None for name in stats}, 0, weak)
     ref = {name: float(np.median(column[name][usable])) for name in stats}
     colour = np.stack([column["red_share"], column["green_share"]], axis=1)
     same = same_colour_od(colour, column["od"], usable, thresholds.fold_colour_radius)
     with np.errstate(invalid="ignore"):
-        fold = ((column["od"] >= thresholds.fold_thickness * same)
-                & (column["od"] >= thresholds.fold_min_darkness * ref["od"]))
+        dark_enough = column["od"] >= thresholds.fold_min_darkness * ref["od"]
+        fold = (column["od"] >= thresholds.fold_thickness * same) & dark_enough
+        weak["fold"] = (column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough
         blur = column["sharpness"] < thresholds.blur_ratio * ref["sharpness"]
+        weak["blur"] = column["sharpness"] < thresholds.blur_edge_ratio * ref["sharpness"]
     codes[(codes == 0) & fold] = code_of("fold")
     codes[(codes == 0) & blur] = code_of("blur")
-    return Verdict(codes, ref, count)
+    return Verdict(codes, ref, count, weak)
 
 
 def same_colour_od(colour: np.ndarray, od: np.ndarray, usable: np.ndarray, radius: float) -> np.ndarray:
@@ -123,17 +133,52 @@ def same_colour_od(colour: np.ndarray, od: np.ndarray, usable: np.ndarray, radiu
     return out
 
 
-def grow_edges(codes: np.ndarray, share: np.ndarray, scored: np.ndarray, minimum: float,
-               kind: str = "pen") -> np.ndarray:
-    """Grid codes (uint8 [rows, cols]) with the unflagged scored cells whose `share` (of ink) is >= `minimum`
-    and that connect to `kind` cells (8-neighbours, through such cells) set to `kind`."""
+def on_grid(codes: np.ndarray, weak: dict[str, np.ndarray], scored: np.ndarray,
+            thresholds: QCThresholds, cells_per_tile: float = 1.0) -> np.ndarray:
+    """The slide's grid codes (uint8 [rows, cols], from `judge`) after the rules that look at neighbours: every
+    kind grows from its tiles into the touching tiles that meet its edge threshold (`weak`, bool grids per kind:
+    hysteresis, as an edge detector does), fold regions of fewer than `fold_min_tiles` tiles are dropped, and
+    tiles enclosed by bubble tiles become bubble. Artifacts are extended regions that fade at their borders
+    (a stroke's edge, the paler end of a fold, the rim of a focus miss, the specks around a dirty patch), so a
+    tile beside one needs less evidence; a lone dense tile, by contrast, is more likely dense tissue than a
+    fold. `cells_per_tile`: grid cells in a tile's area ((tile / stride)^2: overlapping tiles make more cells of
+    the same region)."""
+    out = codes
+    for kind in KINDS:
+        out = grow(out, weak[kind], scored, kind)
+    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9))
+    return fill_enclosed(out, scored)
+
+
+def grow(codes: np.ndarray, weak: np.ndarray, scored: np.ndarray, kind: str) -> np.ndarray:
+    """Grid codes (uint8 [rows, cols]) with the unflagged scored `weak` cells that connect to `kind` cells
+    (8-neighbours, through such cells) set to `kind`."""
     strong = codes == code_of(kind)
     if not strong.any():
         return codes
-    weak = (share >= minimum) & scored & (codes == 0)
-    grown = ndimage.binary_propagation(strong, structure=np.ones((3, 3), bool), mask=strong | weak)
+    candidates = weak & scored & (codes == 0)
+    grown = ndimage.binary_propagation(strong, structure=np.ones((3, 3), bool), mask=strong | candidates)
     out = codes.copy()
     out[grown & ~strong] = code_of(kind)
+    return out
+
+
+def grow_edges(codes: np.ndarray, share: np.ndarray, scored: np.ndarray, minimum: float,
+               kind: str = "pen") -> np.ndarray:
+    """`grow` into the cells whose `share` (of ink) is >= `minimum`."""
+    return grow(codes, share >= minimum, scored, kind)
+
+
+def drop_small(codes: np.ndarray, kind: str, minimum: int) -> np.ndarray:
+    """Grid codes (uint8 [rows, cols]) with the regions of `kind` cells (8-neighbours) of fewer than `minimum`
+    cells set back to ok."""
+    cells = codes == code_of(kind)
+    if minimum <= 1 or not cells.any():
+        return codes
+    labels, _ = ndimage.label(cells, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())
+    out = codes.copy()
+    out[cells & (sizes[labels] < minimum)] = code_of(OK)
     return out
 
 
