@@ -3,15 +3,15 @@ and what it costs.
 
 1. Painted artifacts (`paint`): `fwrd.slide.synthetic_artifacts.paint_test_card` (blue pen line, green pen
    circle, out-of-focus square, fold, air bubble, dirt specks) on a synthetic normal slide, on the real H&E crop
-   in tests/data and, with `--real-extra SLIDE`, on regions of another real slide outside that crop (held out:
-   the thresholds were chosen on these and on synthetic seeds the tests do not use; `--seed` paints with other
-   positions) and, with `--real-image IMAGE` (a PNG or JPEG; repeatable), on whole real images held out from
-   the thresholds (tests/data/tiatoolbox_target_image.jpg: dense carcinoma). Each is scored once with QC on
-   (QC changes no score, so the QC-off outputs are derived from the raw scores); per kind, the tiles the artifact covers (at least half of the tile's pixels painted and, for
-   pen, fold and bubble, visibly changed: a fold over glass is no fold; blur: the blurred square; dirt: any
-   speck), how many QC flagged and how many are
-   called (>= threshold after gating), and the detections lying on painted pixels; clean tiles (nothing
-   painted) give the share still scored.
+   in tests/data and, with `--real-extra SLIDE`, on regions of another real slide outside that crop (not held
+   out: the thresholds were chosen on these and on synthetic seeds the tests do not use; `--seed` paints with
+   other positions) and, with `--real-image IMAGE` (a PNG or JPEG; repeatable), on whole real images held out
+   from the thresholds (tests/data/tiatoolbox_target_image.jpg: dense carcinoma). Each is scored once with QC
+   on (QC changes no score, so the QC-off outputs are derived from the raw scores); per kind, the tiles the
+   artifact covers (at least half of the tile's pixels painted and, for pen, fold and bubble, visibly
+   changed: a fold over glass is no fold; blur: the blurred square; dirt: any speck), how many QC flagged
+   and how many are called (>= threshold after gating), and the detections lying on painted pixels; clean
+   tiles (nothing painted) give the share still scored.
 2. Test cohort (`--cohort N`): a synthetic cohort (N tumour + 1 normal slides, seeds apart from the training
    cohort's) scored with QC off and on: tile AUROC (labels from the annotations, a tile is tumour when at
    least half of it is) and lesion FROC (fwrd-eval's) on each, so QC's effect on tumour detection is measured.
