@@ -1,6 +1,6 @@
 """The tissue rule's two additions for scans the reference never met (fwrd.slide.tissue, docs/qc.md): faint
 tissue beside strongly stained tissue is kept (saturation threshold capped at FAINT_SATURATION), and a slide on
-faintly tinted glass is scored; and QC grows pen strokes' edges on the grid (fwrd.slide.qc.grow_edges)."""
+faintly tinted glass is scored; and QC grows pen strokes' edges on the grid (fwrd.slide.qc.grow)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from fwrd.slide import synthetic_artifacts as paint
 from fwrd.slide import tissue
-from fwrd.slide.qc import code_of, grow_edges
+from fwrd.slide.qc import code_of, grow
 from fwrd.slide.tissue import saturation, tissue_mask_from_rgb
 
 GLASS = (244, 244, 246)
@@ -70,6 +70,6 @@ def test_pen_edges_grow_from_pen_tiles_only():
     ink[1, 2] = ink[1, 3] = 0.05  # a stroke's edge running on from the pen tile
     ink[3, 4] = 0.05  # the same ink share far from any pen tile: not pen
     scored = np.ones((4, 5), bool)
-    grown = grow_edges(codes, ink, scored, minimum=0.02)
+    grown = grow(codes, ink >= 0.02, scored, "pen")
     assert grown[1, 2] == grown[1, 3] == code_of("pen") and grown[3, 4] == 0
-    assert (grow_edges(codes, ink, scored, minimum=0.1) == codes).all()
+    assert (grow(codes, ink >= 0.1, scored, "pen") == codes).all()

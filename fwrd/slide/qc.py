@@ -163,12 +163,6 @@ def grow(codes: np.ndarray, weak: np.ndarray, scored: np.ndarray, kind: str) -> 
     return out
 
 
-def grow_edges(codes: np.ndarray, share: np.ndarray, scored: np.ndarray, minimum: float,
-               kind: str = "pen") -> np.ndarray:
-    """`grow` into the cells whose `share` (of ink) is >= `minimum`."""
-    return grow(codes, share >= minimum, scored, kind)
-
-
 def drop_small(codes: np.ndarray, kind: str, minimum: int) -> np.ndarray:
     """Grid codes (uint8 [rows, cols]) with the regions of `kind` cells (8-neighbours) of fewer than `minimum`
     cells set back to ok."""
