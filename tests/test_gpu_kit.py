@@ -34,7 +34,7 @@ def test_dry_run_runs_every_step_it_can(trained, tmp_path):
     (e2e,) = pipeline["end_to_end"].values()
     assert e2e["tiles_per_s"] > 0 and pipeline["naive"] > 0 and pipeline["decode"]
     runs = record["steps"]["torch_pipeline"]["result"]
-    assert set(runs) == {"fp16", "fp16-graphs", "fp32", "dense", "dense-section"}  # compiled: GPU plan only
+    assert set(runs) == {"fp16", "dense", "dense-section"}  # compiled, fp16-graphs, fp32: GPU plan only
     for run in ("dense", "dense-section"):
         (dense,) = runs[run]["dense"]
         assert dense["speedup"] > 0 and dense["tiles_per_s"] > 0 and dense["agreement"]["cells"] > 0

@@ -57,8 +57,23 @@ class EightBitTensor:
     consumers: tuple[str, ...]
 
 
+SHAPE_DATA_MAX = 64  # initializers up to this many elements keep their values for shape inference
+
+
 def _typed(model: onnx.ModelProto) -> onnx.ModelProto:
-    return onnx.shape_inference.infer_shapes(model)
+    """`model` with every intermediate tensor's type, from ONNX shape inference run on its skeleton.
+
+    Shape inference serialises the whole model to C++ and back; the weights (hundreds of MB) make that
+    seconds per call and change no type. So it runs on a copy whose large initializers keep their name,
+    type and dims but no values. Values shape inference reads (Reshape's shape, Slice's starts, ...) are
+    small int64 tensors and keep theirs (`SHAPE_DATA_MAX`)."""
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(model)
+    for tensor in skeleton.graph.initializer:
+        if int(np.prod(tensor.dims, dtype=np.int64)) > SHAPE_DATA_MAX and tensor.data_location != TensorProto.EXTERNAL:
+            for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                tensor.ClearField(field)
+    return onnx.shape_inference.infer_shapes(skeleton)
 
 
 def eight_bit_tensors(model: onnx.ModelProto) -> list[EightBitTensor]:

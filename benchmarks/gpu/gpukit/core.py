@@ -55,8 +55,8 @@ GPU = Sizes(tile=256, slide=12288, section=8192, stride=64, batch_sizes=(32, 64,
             repeats=3, per_class=32, cpu_tiles=16, slot_batch=32, slot_batches=40, train_batch=32, train_steps=6,
             patches=480, train_epochs=3, levers_batch=64, levers_iters=20, levers_region=2048, small_tile=64,
             small_batches=(256, 512, 1024))
-DRY = Sizes(tile=64, slide=768, section=512, stride=64, batch_sizes=(8,), workers=2, seconds=0.3, repeats=1,
-            per_class=4, cpu_tiles=4, slot_batch=4, slot_batches=3, train_batch=4, train_steps=1, patches=20,
+DRY = Sizes(tile=64, slide=512, section=512, stride=64, batch_sizes=(8,), workers=2, seconds=0.2, repeats=1,
+            per_class=2, cpu_tiles=4, slot_batch=4, slot_batches=3, train_batch=4, train_steps=1, patches=8,
             train_epochs=1, levers_batch=2, levers_iters=1, levers_region=128, small_tile=64, small_batches=(2, 4))
 
 
