@@ -22,7 +22,7 @@ and what it costs.
    time, inference and decoding.
 
     python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
-        [--real-image tests/data/tiatoolbox_target_image.jpg [--only-real-images]] [--cohort 3]
+        [--real-image tests/data/tiatoolbox_target_image.jpg [--only-real-images] [--min-side 1000]] [--cohort 3]
         [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
 """
 
@@ -58,7 +58,8 @@ CHANGED = 8  # a painted pixel counts when some channel moved by more than this
 
 
 def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp: float,
-                   real_images: tuple[Path, ...] = (), only_real_images: bool = False) -> dict[str, tuple[Path, dict]]:
+                   real_images: tuple[Path, ...] = (), only_real_images: bool = False,
+                   min_side: int = 0) -> dict[str, tuple[Path, dict]]:
     """name -> (slide path, {kind: bool mask of the pixels the artifact visibly changed}). Every slide is written
     at `mpp` (the model's): the real pixels (0.499 um/px) are scored as if they were at the model's resolution,
     since fwrd never enlarges a slide coarser than the model."""
@@ -75,7 +76,7 @@ def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp
         images["real_heldout_top"] = np.ascontiguousarray(whole[:y - 100, 400:2000])
         images["real_heldout_bottom"] = np.ascontiguousarray(whole[y + side + 6:, 400:2000])
     for image in real_images:
-        images[f"real_{image.stem}"] = np.array(Image.open(image).convert("RGB"))
+        images[f"real_{image.stem}"] = mirrored_to(np.array(Image.open(image).convert("RGB")), min_side)
     made = {}
     for name, rgb in images.items():
         before = rgb.copy()
@@ -84,6 +85,17 @@ def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp
         truth = {k: m if k in ("dirt", "blur") else m & changed for k, m in truth.items()}
         made[name] = (write_rgb_slide(out / f"{name}_artifacts.svs", rgb, mpp=mpp), truth)
     return made
+
+
+def mirrored_to(rgb: np.ndarray, side: int) -> np.ndarray:
+    """`rgb` extended by mirror images of itself (centred) to at least `side` pixels a side: the card paints at
+    fractions of the image, so on a small image its artifacts would shrink to a tile or two (a fold of 30 um);
+    mirroring keeps real pixels and no seam of colour or focus."""
+    h, w = rgb.shape[:2]
+    dy, dx = max(0, side - h), max(0, side - w)
+    if not dy and not dx:
+        return rgb
+    return np.pad(rgb, ((dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2), (0, 0)), mode="symmetric")
 
 
 def _tiles(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,6 +244,8 @@ def main() -> None:
                         help="a real RGB image (PNG, JPEG) to paint the card on as well; repeatable")
     parser.add_argument("--only-real-images", action="store_true",
                         help="paint only the --real-image images (not the synthetic slide or the CMU regions)")
+    parser.add_argument("--min-side", type=int, default=0,
+                        help="mirror each --real-image out to at least this many pixels a side (a small image)")
     parser.add_argument("--cohort", type=int, default=0, help="tumour slides of a synthetic test cohort (0: none)")
     parser.add_argument("--cohort-size", type=int, default=3072)
     parser.add_argument("--stain", action="store_true")
@@ -246,7 +260,8 @@ def main() -> None:
     with open_backend(args.model, threads=args.threads) as backend:
         if not args.skip_paint:
             slides = painted_slides(args.out / "slides", args.size, args.seed, args.real_extra,
-                                    backend.config.mpp or 0.243, tuple(args.real_image), args.only_real_images)
+                                    backend.config.mpp or 0.243, tuple(args.real_image), args.only_real_images,
+                                    args.min_side)
             for name, (path, truth) in slides.items():
                 result, wall = score(backend, path, args.out / "on", True, args.stride, thresholds)
                 s = result.summary

@@ -43,7 +43,8 @@ class QCThresholds:
         fold_edge_thickness: a tile that touches a `fold` tile needs only this times its colour's optical
             density (and `fold_min_darkness`) to be `fold`.
         fold_min_tiles: fold regions (8-connected tiles) smaller than this are not flagged: a fold is an
-            extended region, a lone dense tile more likely dense tissue.
+            extended region, a lone dense tile more likely dense tissue. A piece cut off from a region of this
+            size by up to two tiles with too little tissue to score (a lumen) counts with that region.
         blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
         blur_edge_ratio: ... and so is one below this share that touches a `blur` tile.
         review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
@@ -57,7 +58,7 @@ class QCThresholds:
     pen_edge_fraction: float = 0.02
     dirt_fraction: float = 0.003
     dirt_edge_fraction: float = 0.0007
-    bubble_fraction: float = 0.015
+    bubble_fraction: float = 0.01
     bubble_edge_fraction: float = 0.005
     fold_thickness: float = 1.3
     fold_min_darkness: float = 1.1

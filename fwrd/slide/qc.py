@@ -23,7 +23,8 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
    On the slide's grid, `on_grid` then grows every kind into the touching tiles that meet its edge threshold
    (`pen_edge_fraction`, `dirt_edge_fraction`, `bubble_edge_fraction`, `fold_edge_thickness`,
    `blur_edge_ratio`: hysteresis, as an edge detector does), drops fold regions of fewer than
-   `fold_min_tiles` tiles (a lone dense tile is more likely dense tissue), and `fill_enclosed` marks tiles
+   `fold_min_tiles` tiles (a lone dense tile is more likely dense tissue; a piece that unscored tiles link to
+   a region of that size counts with it), and `fill_enclosed` marks tiles
    enclosed by bubble tiles (the washed-out inside of a bubble).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246))     # float32 [N, len(FEATURES)]
@@ -146,7 +147,7 @@ def on_grid(codes: np.ndarray, weak: dict[str, np.ndarray], scored: np.ndarray,
     out = codes
     for kind in KINDS:
         out = grow(out, weak[kind], scored, kind)
-    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9))
+    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9), bridge=~scored)
     return fill_enclosed(out, scored)
 
 
@@ -163,16 +164,26 @@ def grow(codes: np.ndarray, weak: np.ndarray, scored: np.ndarray, kind: str) -> 
     return out
 
 
-def drop_small(codes: np.ndarray, kind: str, minimum: int) -> np.ndarray:
+def drop_small(codes: np.ndarray, kind: str, minimum: int, bridge: np.ndarray | None = None) -> np.ndarray:
     """Grid codes (uint8 [rows, cols]) with the regions of `kind` cells (8-neighbours) of fewer than `minimum`
-    cells set back to ok."""
+    cells set back to ok, unless `bridge` (bool grid: the unscored cells) links them to a region of at least
+    `minimum` cells: cells of `bridge` touching a `kind` cell join what they touch, so a piece cut off from a
+    region by a gap of up to two cells with no evidence either way (a lumen, a tear: too little tissue to
+    score) is judged with that region. Small pieces linked only to one another stay small."""
     cells = codes == code_of(kind)
     if minimum <= 1 or not cells.any():
         return codes
-    labels, _ = ndimage.label(cells, structure=np.ones((3, 3), bool))
-    sizes = np.bincount(labels.ravel())
+    square = np.ones((3, 3), bool)
+    labels, _ = ndimage.label(cells, structure=square)
+    big = cells & (np.bincount(labels.ravel())[labels] >= minimum)
+    if bridge is not None and big.any():
+        joined, count = ndimage.label(cells | (bridge & ndimage.binary_dilation(cells, structure=square)),
+                                      structure=square)
+        linked = np.zeros(count + 1, bool)
+        linked[joined[big]] = True
+        big = cells & linked[joined]
     out = codes.copy()
-    out[cells & (sizes[labels] < minimum)] = code_of(OK)
+    out[cells & ~big] = code_of(OK)
     return out
 
 
