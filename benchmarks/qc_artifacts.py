@@ -5,8 +5,10 @@ and what it costs.
    circle, out-of-focus square, fold, air bubble, dirt specks) on a synthetic normal slide, on the real H&E crop
    in tests/data and, with `--real-extra SLIDE`, on regions of another real slide outside that crop (not held
    out: the thresholds were chosen on these and on synthetic seeds the tests do not use; `--seed` paints with
-   other positions) and, with `--real-image IMAGE` (a PNG or JPEG; repeatable), on whole real images held out
-   from the thresholds (tests/data/tiatoolbox_target_image.jpg: dense carcinoma). Each is scored once with QC
+   other positions) and, with `--real-image IMAGE` (a PNG or JPEG; repeatable), on whole real images
+   (tests/data/tiatoolbox_target_image.jpg: dense carcinoma, development data since QC's second round;
+   tests/data/stardist_histo.jpg: dense tumour, held out, small: `--min-side 1000` mirrors it out to the
+   card's size). Each is scored once with QC
    on (QC changes no score, so the QC-off outputs are derived from the raw scores); per kind, the tiles the
    artifact covers (at least half of the tile's pixels painted and, for pen, fold and bubble, visibly
    changed: a fold over glass is no fold; blur: the blurred square; dirt: any speck), how many QC flagged
@@ -22,7 +24,7 @@ and what it costs.
    time, inference and decoding.
 
     python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
-        [--real-image tests/data/tiatoolbox_target_image.jpg [--only-real-images] [--min-side 1000]] [--cohort 3]
+        [--real-image tests/data/stardist_histo.jpg [--only-real-images] [--min-side 1000]] [--cohort 3]
         [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
 """
 
