@@ -13,6 +13,9 @@ file lock, and the test process only ever holds paths:
   were. Anything else builds it again.
 
     path = artifact("export_fp32", tmp_path_factory)   # folder with rd_fp32.onnx and result.json
+
+`FWRD_TEST_CACHE=DIR python tests/artifacts.py --prebuild` builds them all ahead of a run: CI does so beside
+the fast tier, which leaves one of the two cores idle, so the slow tier finds them made.
 """
 
 from __future__ import annotations
@@ -228,6 +231,19 @@ def _main(argv: list[str]) -> None:
     (out / "sources.json").write_text(json.dumps(sources))
 
 
+def prebuild() -> None:
+    """Every artifact into FWRD_TEST_CACHE (each under its lock, so a test run beside it waits, never races)."""
+    if not os.environ.get("FWRD_TEST_CACHE"):
+        sys.exit("--prebuild needs FWRD_TEST_CACHE: the folder the test run will read the artifacts from")
+    for name in SPECS:
+        began = time.perf_counter()
+        artifact(name, None)
+        print(f"artifact {name}: ready in {time.perf_counter() - began:.0f} s", flush=True)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    _main(sys.argv[1:])
+    if sys.argv[1:] == ["--prebuild"]:
+        prebuild()
+    else:
+        _main(sys.argv[1:])
