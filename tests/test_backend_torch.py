@@ -74,8 +74,8 @@ def test_run_batches_keeps_order_and_tags(torch_fp32, tiles):
     np.testing.assert_allclose(np.concatenate([s for _, s, _ in out]), whole, rtol=1e-5, atol=1e-6)
 
 
-def test_fwrd_run_torch_equals_onnx_tile_for_tile(trained, exported_fp32, synthetic_cohort, tmp_path):
-    slide = synthetic_cohort.tumor_slides[0].path
+def test_fwrd_run_torch_equals_onnx_tile_for_tile(trained, exported_fp32, synthetic_tif, tmp_path):
+    slide = synthetic_tif.path  # a tumour slide of ~150 tiles: each tile is compared, a 2048 px one took minutes
     runner = CliRunner()
     common = [str(slide), "--quiet", "--batch-size", "8", "--workers", "2"]
     done = runner.invoke(run_command, common + ["--model", str(trained[0]), "--backend", "torch",
