@@ -78,7 +78,11 @@ def _typed(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def eight_bit_tensors(model: onnx.ModelProto) -> list[EightBitTensor]:
     """Every UINT8/INT8 tensor of `model` (types from ONNX shape inference) that is not a graph input/output."""
-    graph = _typed(model).graph
+    return _eight_bit(_typed(model))
+
+
+def _eight_bit(typed: onnx.ModelProto) -> list[EightBitTensor]:
+    graph = typed.graph
     io = {v.name for v in graph.input} | {v.name for v in graph.output}
     types = {v.name: v.type.tensor_type.elem_type for v in graph.value_info}
     types.update({i.name: i.data_type for i in graph.initializer})
@@ -97,8 +101,9 @@ def eight_bit_tensors(model: onnx.ModelProto) -> list[EightBitTensor]:
 
 def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
     """What TensorRT's ONNX parser would refuse in `model`, one line each (empty when nothing)."""
+    typed = _typed(model)  # once: both rule sets read its types
     problems = []
-    for t in eight_bit_tensors(model):
+    for t in _eight_bit(typed):
         if t.dtype == "UINT8" and t.producer != "initializer":
             problems.append(f"{t.name}: UINT8 from {t.producer}; TensorRT takes UINT8 only as a graph input or output")
         elif not _quantized_path(t):
@@ -108,13 +113,13 @@ def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         if node.op_type in QDQ:
             problems.extend(_qdq_problems(node, initializers))
-    problems.extend(_shape_op_problems(model))
+    problems.extend(_shape_op_problems(typed))
     return problems
 
 
-def _shape_op_problems(model: onnx.ModelProto) -> list[str]:
-    """Axes, Squeeze, Range and Resize rules (module docstring)."""
-    graph = _typed(model).graph
+def _shape_op_problems(typed: onnx.ModelProto) -> list[str]:
+    """Axes, Squeeze, Range and Resize rules (module docstring), on the typed model."""
+    graph = typed.graph
     initializers = {i.name for i in graph.initializer}
     constants = initializers | {out for node in graph.node if node.op_type == "Constant" for out in node.output}
     values = {v.name: v.type.tensor_type for v in [*graph.value_info, *graph.input, *graph.output]}
