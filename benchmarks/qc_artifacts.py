@@ -256,6 +256,14 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="reuse complete outputs of an earlier run")
     parser.add_argument("--skip-paint", action="store_true")
     args = parser.parse_args()
+    for image in args.real_image:  # one line, before minutes of scoring
+        try:
+            with Image.open(image) as opened:
+                opened.verify()
+        except OSError as exc:
+            parser.error(f"--real-image {image}: not a readable image ({' '.join(str(exc).split())[:120]})")
+    if args.min_side < 0:
+        parser.error("--min-side must be >= 0")
     args.out.mkdir(parents=True, exist_ok=True)
     thresholds = QCThresholds()  # this fwrd's defaults, whatever the model's config holds
     record: dict = {"thresholds": thresholds.to_dict(), "seed": args.seed}
