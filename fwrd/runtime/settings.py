@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from fwrd.config import QCThresholds, check_threshold
 from fwrd.errors import FwrdError
 from fwrd.slide.grid import DEFAULT_MIN_TISSUE
+from fwrd.slide.qc import JUDGING_RULES
 from fwrd.slide.qc_features import FEATURE_RULES
 
 # How grids and tiles come out of a slide: the tissue mask at the reference's resolution from any level
@@ -112,6 +113,8 @@ class RunSettings:
         """Identifies how outputs were made (model, grid, threshold, NMS), the same for every slide of a
         run: summary.json's `run_key`. --resume compares it and the slide's identity."""
         fields = {"scores": self.score_key(model_sha256), "threshold": self.threshold, "nms": self.nms_radius}
+        if self.qc:  # the calls follow QC's judging rules; the journal (features only) does not depend on them
+            fields["qc_rules"] = JUDGING_RULES
         return _digest(fields)
 
     def to_dict(self) -> dict:

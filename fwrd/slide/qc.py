@@ -43,6 +43,10 @@ from fwrd.config import QCThresholds
 from fwrd.slide.qc_features import FEATURES
 
 OK = "ok"
+# What `judge` and `on_grid` do, by name: it is in the key of finished outputs (fwrd.runtime.settings), so a
+# --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
+JUDGING_RULES = ("judge: colour-referenced fold, block blur; on_grid: all kinds grow, "
+                 "fold_min_tiles with unscored bridge, bubbles filled; v2")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
