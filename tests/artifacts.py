@@ -105,6 +105,9 @@ def _still_valid(folder: Path, inputs: dict[str, Path]) -> bool:
 
 
 def _build(name: str, folder: Path, inputs: dict[str, Path]) -> None:
+    if folder.is_symlink() or (folder.exists() and not (folder / MANIFEST).is_file()):
+        # FWRD_TEST_CACHE may point at a folder of the user's: replace only an artifact folder this file made
+        raise RuntimeError(f"{folder} is not a test artifact folder (no {MANIFEST}): not replacing it")
     began = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
     try:
@@ -237,7 +240,10 @@ def prebuild() -> None:
         sys.exit("--prebuild needs FWRD_TEST_CACHE: the folder the test run will read the artifacts from")
     for name in SPECS:
         began = time.perf_counter()
-        artifact(name, None)
+        try:
+            artifact(name, None)
+        except RuntimeError as exc:
+            sys.exit(f"artifact {name}: {exc}")
         print(f"artifact {name}: ready in {time.perf_counter() - began:.0f} s", flush=True)
 
 
