@@ -55,7 +55,7 @@ from tqdm import tqdm
 from fwrd.errors import DependencyMissing, FwrdError, InputNotFound
 from fwrd.runtime.cohort import _cohort_line, cohort_line, prepare_output, score_or_fail
 from fwrd.runtime.outputs.locks import RAY_MARKER_PREFIX, held_marker, remove_abandoned
-from fwrd.runtime.outputs.slides_table import TABLE, update_slides_table
+from fwrd.runtime.outputs.slides_table import TABLE, table_rows, update_slides_table
 from fwrd.runtime.settings import RunSettings
 from fwrd.runtime.slide_job import SlideResult, dense_threshold_note
 from fwrd.safe_text import for_terminal
@@ -235,7 +235,10 @@ def score_cohort_on_ray(
         relay.reraise()
         raise
     finally:
-        if results:  # once, on the driver, whatever happened (Ctrl-C included): rebuilt from OUT's folders
+        # once, on the driver, whatever happened (Ctrl-C included): rebuilt from OUT's folders. Also when no
+        # result reached the driver: a stop can kill an actor whose slide is complete on disk before its reply
+        # arrives, and that slide still belongs in the table.
+        if results or unrecorded or _has_rows(out):
             update_slides_table(out, unrecorded)
         elif created:  # nothing ran (no actor could open the model, say): leave no empty OUT behind
             with suppress(OSError):
@@ -295,6 +298,14 @@ def joined_address(ray: Any, address: str) -> str:
         env = os.environ.get("RAY_ADDRESS")
         source = f" (--ray auto: from RAY_ADDRESS={env})" if env else " (--ray auto: the cluster started on this node)"
     return for_terminal(f"fwrd-run: joined the Ray cluster at {gcs}{source}")
+
+
+def _has_rows(out: Path) -> bool:
+    """Whether OUT holds a finished or failed slide (what slides.csv lists)."""
+    try:
+        return bool(table_rows(out))
+    except OSError:
+        return False
 
 
 class _SigtermRelay:
