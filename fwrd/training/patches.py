@@ -7,8 +7,10 @@ them. Each patch is read with `Slide.read_region` at the level; the slide is nev
 
 Output, built in a hidden sibling folder and renamed into place at the end (an interrupted run
 never leaves a complete-looking folder):
-    OUT/normal/<slide>_<x>_<y>.png, OUT/tumor/<slide>_<x>_<y>.png   (x, y: level-0 top-left)
-    OUT/patches.csv    slide,x,y,level,tile,label   (label normal|tumor)
+    OUT/normal/<slide>_<x>_<y>.png, OUT/tumor/<slide>_<x>_<y>.png   (x, y: level-0 top-left; control
+                       characters in a slide's name written as escapes: fwrd.safe_text.for_terminal)
+    OUT/patches.csv    slide,x,y,level,tile,label   (label normal|tumor; a name that a spreadsheet would run
+                       as a formula is prefixed with ': fwrd.safe_text.csv_cell)
     OUT/patches.json   {"level", "tile", "context", "mpp" (of the patches; null unless all slides agree), ...}
 
 With `mpp` M (`fwrd-patches --mpp`) patches are read at M microns per pixel whatever each slide's pyramid:
@@ -50,6 +52,7 @@ from tqdm import tqdm
 from fwrd import __version__
 from fwrd.config import QCThresholds, validate_context, validate_tile_size
 from fwrd.errors import DataError, FwrdError, InputNotFound
+from fwrd.safe_text import csv_cell, for_terminal
 from fwrd.slide.annotations import find_annotation, load_asap_xml
 from fwrd.slide.discover import find_slides, slide_name
 from fwrd.slide.qc import KINDS, judge
@@ -284,7 +287,7 @@ def _write_patches(
                     jobs = [job for job in jobs if job in keep]
                 for y, x, label in sorted(jobs):  # row-major: neighbouring reads share file tiles
                     rgb = read_tile(slide, plan.reading, x, y, context)
-                    pending.append(pool.submit(_save_png, rgb, tmp / label / f"{plan.name}_{x}_{y}.png"))
+                    pending.append(pool.submit(_save_png, rgb, tmp / label / f"{for_terminal(plan.name)}_{x}_{y}.png"))
                     rows.append((plan.name, x, y, plan.reading.level, tile, label))
                     while len(pending) > 2 * workers:
                         pending.popleft().result()
@@ -296,5 +299,5 @@ def _write_patches(
     with open(tmp / "patches.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_HEADER)
-        writer.writerows(rows)
+        writer.writerows((csv_cell(name), *rest) for name, *rest in rows)  # a name is text, never a formula
     return rows
