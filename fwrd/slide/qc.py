@@ -46,7 +46,7 @@ OK = "ok"
 # What `judge` and `on_grid` do, by name: it is in the key of finished outputs (fwrd.runtime.settings), so a
 # --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
 JUDGING_RULES = ("judge: colour-referenced fold, block blur; on_grid: all kinds grow, "
-                 "fold_min_tiles with unscored bridge, bubbles filled; v2")
+                 "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; v3")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
@@ -85,11 +85,12 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
     weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
-            "dirt": column["dark"] >= thresholds.dirt_edge_fraction,
+            "dirt": column["dark_reach"] >= thresholds.dirt_edge_fraction,
             "bubble": column["grey"] >= thresholds.bubble_edge_fraction,
             "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
-    usable = (codes == 0) & np.all(np.isfinite(f[:, 4:]), axis=1) & (column["tissue"] >= 0.5)
+    tissue_stats = [FEATURES.index(name) for name in ("od", "red_share", "green_share", "sharpness")]
+    usable = (codes == 0) & np.all(np.isfinite(f[:, tissue_stats]), axis=1) & (column["tissue"] >= 0.5)
     count = int(usable.sum())
     if count < MIN_REFERENCE_TILES:
         return Verdict(codes, {name: None for name in stats}, 0, weak)
