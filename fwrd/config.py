@@ -45,6 +45,8 @@ class QCThresholds:
         fold_min_tiles: fold regions (8-connected tiles) smaller than this are not flagged: a fold is an
             extended region, a lone dense tile more likely dense tissue. A piece cut off from a region of this
             size by up to two tiles with too little tissue to score (a lumen) counts with that region.
+        fold_link_thickness: ... and pieces linked only to one another by such tiles count together when every
+            tile of them is at least this times its colour's optical density (near two layers' worth).
         blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
         blur_edge_ratio: ... and so is one below this share that touches a `blur` tile.
         review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
@@ -65,6 +67,7 @@ class QCThresholds:
     fold_colour_radius: float = 0.015
     fold_edge_thickness: float = 1.2
     fold_min_tiles: int = 3
+    fold_link_thickness: float = 1.6
     blur_ratio: float = 0.15
     blur_edge_ratio: float = 0.3
     review_share: float = 0.25

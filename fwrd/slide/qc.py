@@ -71,7 +71,9 @@ class Verdict:
     codes: np.ndarray  # uint8 per tile: 0 ok, k: KINDS[k - 1]
     reference: dict[str, float | None]  # the slide's own tissue: median od and sharpness
     reference_tiles: int  # tiles the reference was taken over (0: too few, fold and blur not judged)
-    weak: dict[str, np.ndarray]  # per kind, bool per tile: meets the kind's edge threshold (`on_grid` grows into it)
+    # per kind, bool per tile: meets the kind's edge threshold (`on_grid` grows into it); and "fold_clear": at least
+    # `fold_link_thickness` x its colour's optical density (pieces of a fold split by a lumen: `drop_small`)
+    weak: dict[str, np.ndarray]
 
 
 def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
@@ -87,7 +89,7 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
             "dirt": column["dark_reach"] >= thresholds.dirt_edge_fraction,
             "bubble": column["grey"] >= thresholds.bubble_edge_fraction,
-            "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
+            "fold": np.zeros(len(f), bool), "fold_clear": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
     tissue_stats = [FEATURES.index(name) for name in ("od", "red_share", "green_share", "sharpness")]
     usable = (codes == 0) & np.all(np.isfinite(f[:, tissue_stats]), axis=1) & (column["tissue"] >= 0.5)
@@ -101,6 +103,7 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
         dark_enough = column["od"] >= thresholds.fold_min_darkness * ref["od"]
         fold = (column["od"] >= thresholds.fold_thickness * same) & dark_enough
         weak["fold"] = (column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough
+        weak["fold_clear"] = (column["od"] >= thresholds.fold_link_thickness * same) & dark_enough
         blur = column["sharpness"] < thresholds.blur_ratio * ref["sharpness"]
         weak["blur"] = column["sharpness"] < thresholds.blur_edge_ratio * ref["sharpness"]
     codes[(codes == 0) & fold] = code_of("fold")
@@ -152,7 +155,8 @@ def on_grid(codes: np.ndarray, weak: dict[str, np.ndarray], scored: np.ndarray,
     out = codes
     for kind in KINDS:
         out = grow(out, weak[kind], scored, kind)
-    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9), bridge=~scored)
+    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9), bridge=~scored,
+                     clear=weak.get("fold_clear"))
     return fill_enclosed(out, scored)
 
 
@@ -169,23 +173,29 @@ def grow(codes: np.ndarray, weak: np.ndarray, scored: np.ndarray, kind: str) -> 
     return out
 
 
-def drop_small(codes: np.ndarray, kind: str, minimum: int, bridge: np.ndarray | None = None) -> np.ndarray:
+def drop_small(codes: np.ndarray, kind: str, minimum: int, bridge: np.ndarray | None = None,
+               clear: np.ndarray | None = None) -> np.ndarray:
     """Grid codes (uint8 [rows, cols]) with the regions of `kind` cells (8-neighbours) of fewer than `minimum`
     cells set back to ok, unless `bridge` (bool grid: the unscored cells) links them to a region of at least
     `minimum` cells: cells of `bridge` touching a `kind` cell join what they touch, so a piece cut off from a
     region by a gap of up to two cells with no evidence either way (a lumen, a tear: too little tissue to
-    score) is judged with that region. Small pieces linked only to one another stay small."""
+    score) is judged with that region. Small pieces linked only to one another stay small, unless every cell
+    of them is `clear` (bool grid: clear evidence on its own) and they make `minimum` cells together."""
     cells = codes == code_of(kind)
     if minimum <= 1 or not cells.any():
         return codes
     square = np.ones((3, 3), bool)
     labels, _ = ndimage.label(cells, structure=square)
     big = cells & (np.bincount(labels.ravel())[labels] >= minimum)
-    if bridge is not None and big.any():
+    if bridge is not None and (big.any() or clear is not None):
         joined, count = ndimage.label(cells | (bridge & ndimage.binary_dilation(cells, structure=square)),
                                       structure=square)
         linked = np.zeros(count + 1, bool)
         linked[joined[big]] = True
+        if clear is not None:
+            size = np.bincount(joined[cells], minlength=count + 1)
+            doubt = np.bincount(joined[cells & ~clear], minlength=count + 1)
+            linked |= (size >= minimum) & (doubt == 0)
         big = cells & linked[joined]
     out = codes.copy()
     out[cells & ~big] = code_of(OK)
