@@ -46,11 +46,12 @@ OK = "ok"
 # What `judge` and `on_grid` do, by name: it is in the key of finished outputs (fwrd.runtime.settings), so a
 # --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
 JUDGING_RULES = ("judge: colour-referenced fold, block blur; on_grid: all kinds grow, "
-                 "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; v3")
+                 "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; fold pieces linked when clear, rare colour by 2x radius; v3")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
 COLOUR_CELLS = 2  # colour cells per `fold_colour_radius`: tiles within that many cells count as near
+RARE_COLOUR_SPREAD = 2  # a colour fewer than MIN_COLOUR_TILES share: the reference of this x the radius
 
 
 def code_of(kind: str) -> int:
@@ -99,11 +100,17 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     ref = {name: float(np.median(column[name][usable])) for name in stats}
     colour = np.stack([column["red_share"], column["green_share"]], axis=1)
     same = same_colour_od(colour, column["od"], usable, thresholds.fold_colour_radius)
+    # a rare colour: tissue of a merely similar colour (RARE_COLOUR_SPREAD x the radius) is the reference, so
+    # only a tile clearly two layers thick (fold_link_thickness) is a fold
+    rare = np.isnan(same)
+    wider = same_colour_od(colour, column["od"], usable, RARE_COLOUR_SPREAD * thresholds.fold_colour_radius)
     with np.errstate(invalid="ignore"):
         dark_enough = column["od"] >= thresholds.fold_min_darkness * ref["od"]
-        fold = (column["od"] >= thresholds.fold_thickness * same) & dark_enough
-        weak["fold"] = (column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough
-        weak["fold_clear"] = (column["od"] >= thresholds.fold_link_thickness * same) & dark_enough
+        clear = np.where(rare, column["od"] >= thresholds.fold_link_thickness * wider,
+                         column["od"] >= thresholds.fold_link_thickness * same) & dark_enough
+        fold = ((column["od"] >= thresholds.fold_thickness * same) & dark_enough) | clear
+        weak["fold"] = ((column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough) | clear
+        weak["fold_clear"] = clear
         blur = column["sharpness"] < thresholds.blur_ratio * ref["sharpness"]
         weak["blur"] = column["sharpness"] < thresholds.blur_edge_ratio * ref["sharpness"]
     codes[(codes == 0) & fold] = code_of("fold")
