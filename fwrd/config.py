@@ -32,7 +32,8 @@ class QCThresholds:
         pen_edge_fraction: ... and so is one with at least this share that touches a `pen` tile (a stroke's
             edge: too little ink to flag alone, enough to make an anomaly model call it).
         dirt_fraction: ... of solid black pixels is `dirt`.
-        dirt_edge_fraction: ... and so is one with at least this share that touches a `dirt` tile.
+        dirt_edge_fraction: ... and so is one with at least this share that touches a `dirt` tile (counting
+            the pixels within 2 px of a speck's dark core too: its rim, which JPEG tints like the tissue).
         bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
         bubble_edge_fraction: ... and so is one with at least this share that touches a `bubble` tile.
         fold_thickness: a tile whose mean optical density is at least this times that of the slide's tissue

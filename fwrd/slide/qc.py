@@ -17,14 +17,16 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
      their optical densities, and by Beer-Lambert a thicker layer keeps its colour in optical density, so a
      fold is tissue as dark as two layers of tissue of its own colour. A denser tissue (tumour, epidermis)
      is dark because it is stained differently (more haematoxylin), so it is compared with tissue of its own
-     colour, which is as dark as itself; a colour that fewer than MIN_COLOUR_TILES tiles share is not
-     judged;
+     colour, which is as dark as itself; a colour that fewer than MIN_COLOUR_TILES tiles share is judged
+     against tissue of a merely similar colour (RARE_COLOUR_SPREAD x the radius), and only when clearly two
+     layers thick (`fold_link_thickness`);
    - `blur`: sharpness below `blur_ratio` of the slide's, so a uniformly soft scan is not rejected whole.
    On the slide's grid, `on_grid` then grows every kind into the touching tiles that meet its edge threshold
    (`pen_edge_fraction`, `dirt_edge_fraction`, `bubble_edge_fraction`, `fold_edge_thickness`,
    `blur_edge_ratio`: hysteresis, as an edge detector does), drops fold regions of fewer than
    `fold_min_tiles` tiles (a lone dense tile is more likely dense tissue; a piece that unscored tiles link to
-   a region of that size counts with it), and `fill_enclosed` marks tiles
+   a region of that size counts with it, and so do pieces linked to one another whose every tile is clearly
+   two layers thick), and `fill_enclosed` marks tiles
    enclosed by bubble tiles (the washed-out inside of a bubble).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246))     # float32 [N, len(FEATURES)]

@@ -39,7 +39,9 @@ never a loop over tiles:
   compares a tile's optical density with that of the slide's tissue of the same colour.
 
 Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
-density (sum over R, G, B) and the red and green shares of it; and the sharpness.
+density (sum over R, G, B) and the red and green shares of it; the sharpness; and the share of dark pixels
+and speck rims (`dark_reach`: within DARK_REACH pixels of a dark core of DARK_CORE pixels, what the dirt edge
+rule counts, since the few pixels of a speck beyond a tile's edge share their chroma with the tissue in JPEG).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246), thresholds=QCThresholds())
 """
