@@ -242,7 +242,11 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     offsets, blocks = offsets - (x0, y0), blocks - (x0, y0)
     colours = colour_tables(tuple(float(v) for v in glass), float(thresholds.ink_saturation),
                             tuple(float(v) for v in thresholds.hne_hue))
-    tables = {name: _summed_table(m, cell) for name, m in pixel_maps(window, colours).items()}
+    maps = pixel_maps(window, colours)
+    tables: dict[str, np.ndarray] = {}
+    for name, m in maps.items():  # a map that is another's array (no speck core: dark_reach is dark) is summed once
+        twin = next((k for k in tables if maps[k] is m), None)
+        tables[name] = tables[twin] if twin is not None else _summed_table(m, cell)
     sums = {name: _box_sums(table, offsets, tile, cell) for name, table in tables.items()
             if name not in ("fine", "local")}
     area = float(tile * tile)
