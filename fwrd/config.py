@@ -32,7 +32,8 @@ class QCThresholds:
         pen_edge_fraction: ... and so is one with at least this share that touches a `pen` tile (a stroke's
             edge: too little ink to flag alone, enough to make an anomaly model call it).
         dirt_fraction: ... of solid black pixels is `dirt`.
-        dirt_edge_fraction: ... and so is one with at least this share that touches a `dirt` tile.
+        dirt_edge_fraction: ... and so is one with at least this share that touches a `dirt` tile (counting
+            the pixels within 2 px of a speck's dark core too: its rim, which JPEG tints like the tissue).
         bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
         bubble_edge_fraction: ... and so is one with at least this share that touches a `bubble` tile.
         fold_thickness: a tile whose mean optical density is at least this times that of the slide's tissue
@@ -45,6 +46,8 @@ class QCThresholds:
         fold_min_tiles: fold regions (8-connected tiles) smaller than this are not flagged: a fold is an
             extended region, a lone dense tile more likely dense tissue. A piece cut off from a region of this
             size by up to two tiles with too little tissue to score (a lumen) counts with that region.
+        fold_link_thickness: ... and pieces linked only to one another by such tiles count together when every
+            tile of them is at least this times its colour's optical density (near two layers' worth).
         blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
         blur_edge_ratio: ... and so is one below this share that touches a `blur` tile.
         review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
@@ -65,6 +68,7 @@ class QCThresholds:
     fold_colour_radius: float = 0.015
     fold_edge_thickness: float = 1.2
     fold_min_tiles: int = 3
+    fold_link_thickness: float = 1.6
     blur_ratio: float = 0.15
     blur_edge_ratio: float = 0.3
     review_share: float = 0.25

@@ -17,14 +17,16 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
      their optical densities, and by Beer-Lambert a thicker layer keeps its colour in optical density, so a
      fold is tissue as dark as two layers of tissue of its own colour. A denser tissue (tumour, epidermis)
      is dark because it is stained differently (more haematoxylin), so it is compared with tissue of its own
-     colour, which is as dark as itself; a colour that fewer than MIN_COLOUR_TILES tiles share is not
-     judged;
+     colour, which is as dark as itself; a colour that fewer than MIN_COLOUR_TILES tiles share is judged
+     against tissue of a merely similar colour (RARE_COLOUR_SPREAD x the radius), and only when clearly two
+     layers thick (`fold_link_thickness`);
    - `blur`: sharpness below `blur_ratio` of the slide's, so a uniformly soft scan is not rejected whole.
    On the slide's grid, `on_grid` then grows every kind into the touching tiles that meet its edge threshold
    (`pen_edge_fraction`, `dirt_edge_fraction`, `bubble_edge_fraction`, `fold_edge_thickness`,
    `blur_edge_ratio`: hysteresis, as an edge detector does), drops fold regions of fewer than
    `fold_min_tiles` tiles (a lone dense tile is more likely dense tissue; a piece that unscored tiles link to
-   a region of that size counts with it), and `fill_enclosed` marks tiles
+   a region of that size counts with it, and so do pieces linked to one another whose every tile is clearly
+   two layers thick), and `fill_enclosed` marks tiles
    enclosed by bubble tiles (the washed-out inside of a bubble).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246))     # float32 [N, len(FEATURES)]
@@ -46,11 +48,12 @@ OK = "ok"
 # What `judge` and `on_grid` do, by name: it is in the key of finished outputs (fwrd.runtime.settings), so a
 # --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
 JUDGING_RULES = ("judge: colour-referenced fold, block blur; on_grid: all kinds grow, "
-                 "fold_min_tiles with unscored bridge, bubbles filled; v2")
+                 "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; fold pieces linked when clear, rare colour by 2x radius; v3")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
 COLOUR_CELLS = 2  # colour cells per `fold_colour_radius`: tiles within that many cells count as near
+RARE_COLOUR_SPREAD = 2  # a colour fewer than MIN_COLOUR_TILES share: the reference of this x the radius
 
 
 def code_of(kind: str) -> int:
@@ -71,7 +74,9 @@ class Verdict:
     codes: np.ndarray  # uint8 per tile: 0 ok, k: KINDS[k - 1]
     reference: dict[str, float | None]  # the slide's own tissue: median od and sharpness
     reference_tiles: int  # tiles the reference was taken over (0: too few, fold and blur not judged)
-    weak: dict[str, np.ndarray]  # per kind, bool per tile: meets the kind's edge threshold (`on_grid` grows into it)
+    # per kind, bool per tile: meets the kind's edge threshold (`on_grid` grows into it); and "fold_clear": at least
+    # `fold_link_thickness` x its colour's optical density (pieces of a fold split by a lumen: `drop_small`)
+    weak: dict[str, np.ndarray]
 
 
 def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
@@ -85,21 +90,29 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
     weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
-            "dirt": column["dark"] >= thresholds.dirt_edge_fraction,
+            "dirt": column["dark_reach"] >= thresholds.dirt_edge_fraction,
             "bubble": column["grey"] >= thresholds.bubble_edge_fraction,
-            "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
+            "fold": np.zeros(len(f), bool), "fold_clear": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
-    usable = (codes == 0) & np.all(np.isfinite(f[:, 4:]), axis=1) & (column["tissue"] >= 0.5)
+    tissue_stats = [FEATURES.index(name) for name in ("od", "red_share", "green_share", "sharpness")]
+    usable = (codes == 0) & np.all(np.isfinite(f[:, tissue_stats]), axis=1) & (column["tissue"] >= 0.5)
     count = int(usable.sum())
     if count < MIN_REFERENCE_TILES:
         return Verdict(codes, {name: None for name in stats}, 0, weak)
     ref = {name: float(np.median(column[name][usable])) for name in stats}
     colour = np.stack([column["red_share"], column["green_share"]], axis=1)
     same = same_colour_od(colour, column["od"], usable, thresholds.fold_colour_radius)
+    # a rare colour: tissue of a merely similar colour (RARE_COLOUR_SPREAD x the radius) is the reference, so
+    # only a tile clearly two layers thick (fold_link_thickness) is a fold
+    rare = np.isnan(same)
+    wider = same_colour_od(colour, column["od"], usable, RARE_COLOUR_SPREAD * thresholds.fold_colour_radius)
     with np.errstate(invalid="ignore"):
         dark_enough = column["od"] >= thresholds.fold_min_darkness * ref["od"]
-        fold = (column["od"] >= thresholds.fold_thickness * same) & dark_enough
-        weak["fold"] = (column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough
+        clear = np.where(rare, column["od"] >= thresholds.fold_link_thickness * wider,
+                         column["od"] >= thresholds.fold_link_thickness * same) & dark_enough
+        fold = ((column["od"] >= thresholds.fold_thickness * same) & dark_enough) | clear
+        weak["fold"] = ((column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough) | clear
+        weak["fold_clear"] = clear
         blur = column["sharpness"] < thresholds.blur_ratio * ref["sharpness"]
         weak["blur"] = column["sharpness"] < thresholds.blur_edge_ratio * ref["sharpness"]
     codes[(codes == 0) & fold] = code_of("fold")
@@ -151,7 +164,8 @@ def on_grid(codes: np.ndarray, weak: dict[str, np.ndarray], scored: np.ndarray,
     out = codes
     for kind in KINDS:
         out = grow(out, weak[kind], scored, kind)
-    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9), bridge=~scored)
+    out = drop_small(out, "fold", math.ceil(thresholds.fold_min_tiles * cells_per_tile - 1e-9), bridge=~scored,
+                     clear=weak.get("fold_clear"))
     return fill_enclosed(out, scored)
 
 
@@ -168,23 +182,29 @@ def grow(codes: np.ndarray, weak: np.ndarray, scored: np.ndarray, kind: str) -> 
     return out
 
 
-def drop_small(codes: np.ndarray, kind: str, minimum: int, bridge: np.ndarray | None = None) -> np.ndarray:
+def drop_small(codes: np.ndarray, kind: str, minimum: int, bridge: np.ndarray | None = None,
+               clear: np.ndarray | None = None) -> np.ndarray:
     """Grid codes (uint8 [rows, cols]) with the regions of `kind` cells (8-neighbours) of fewer than `minimum`
     cells set back to ok, unless `bridge` (bool grid: the unscored cells) links them to a region of at least
     `minimum` cells: cells of `bridge` touching a `kind` cell join what they touch, so a piece cut off from a
     region by a gap of up to two cells with no evidence either way (a lumen, a tear: too little tissue to
-    score) is judged with that region. Small pieces linked only to one another stay small."""
+    score) is judged with that region. Small pieces linked only to one another stay small, unless every cell
+    of them is `clear` (bool grid: clear evidence on its own) and they make `minimum` cells together."""
     cells = codes == code_of(kind)
     if minimum <= 1 or not cells.any():
         return codes
     square = np.ones((3, 3), bool)
     labels, _ = ndimage.label(cells, structure=square)
     big = cells & (np.bincount(labels.ravel())[labels] >= minimum)
-    if bridge is not None and big.any():
+    if bridge is not None and (big.any() or clear is not None):
         joined, count = ndimage.label(cells | (bridge & ndimage.binary_dilation(cells, structure=square)),
                                       structure=square)
         linked = np.zeros(count + 1, bool)
         linked[joined[big]] = True
+        if clear is not None:
+            size = np.bincount(joined[cells], minlength=count + 1)
+            doubt = np.bincount(joined[cells & ~clear], minlength=count + 1)
+            linked |= (size >= minimum) & (doubt == 0)
         big = cells & linked[joined]
     out = codes.copy()
     out[cells & ~big] = code_of(OK)

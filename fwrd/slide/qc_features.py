@@ -39,7 +39,9 @@ never a loop over tiles:
   compares a tile's optical density with that of the slide's tissue of the same colour.
 
 Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
-density (sum over R, G, B) and the red and green shares of it; and the sharpness.
+density (sum over R, G, B) and the red and green shares of it; the sharpness; and the share of dark pixels
+and speck rims (`dark_reach`: within DARK_REACH pixels of a dark core of DARK_CORE pixels, what the dirt edge
+rule counts, since the few pixels of a speck beyond a tile's edge share their chroma with the tissue in JPEG).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246), thresholds=QCThresholds())
 """
@@ -56,14 +58,15 @@ from scipy import ndimage
 
 from fwrd.config import QCThresholds
 
-FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness")
+FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness", "dark_reach")
 # the rules behind the numbers (tables, solidity, sharpness): part of the resume key of a journal of features
-FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/local31 lower median of 32 px blocks;od shares r g;v3"
+FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/local31 lower median of 32 px blocks;od shares r g;dark reach 2 of 5 px cores;v4"
 TISSUE_OD = 0.1  # optical density (sum over channels) above the glass from which a pixel is tissue
 MIN_TISSUE = 0.25  # a tile needs this share of tissue pixels for its tissue statistics (else NaN)
 DARK_MAX, DARK_SATURATION = 60.0, 0.35
 GREY_SATURATION, GREY_RANGE = 0.12, (60.0, 190.0)
 SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33)}  # neighbourhood side, share that makes it solid
+DARK_CORE, DARK_REACH = 5, 2  # a speck's core: >= this many dark pixels (8-connected); its rim: this many px around
 INK, DARK, GREY = 1, 2, 4  # class bits
 BITS = 6  # bits per channel of the colour tables
 MIN_CELL = 4  # cells smaller than this: the per-pixel path
@@ -123,6 +126,21 @@ def _solid(mask: np.ndarray, side: int, share: float) -> np.ndarray:
     return mask & (ndimage.uniform_filter(mask.astype(np.float32), size=side, mode="nearest") >= share - 1e-6)
 
 
+def _reach(dark: np.ndarray) -> np.ndarray:
+    """`dark` and the pixels within DARK_REACH of a dark core (a component of at least DARK_CORE pixels): a
+    speck's rim. JPEG shares chroma between neighbouring pixels, so the few pixels of a speck that spill over a
+    tile's edge take the tissue's hue and fail the unsaturated test, though the speck's core beside them passed."""
+    if not dark.any():
+        return dark
+    labels, _ = ndimage.label(dark, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    core = sizes[labels] >= DARK_CORE
+    if not core.any():
+        return dark
+    return dark | ndimage.binary_dilation(core, structure=np.ones((2 * DARK_REACH + 1,) * 2, bool))
+
+
 def _laplace_energy(grey: np.ndarray) -> np.ndarray:
     """Squared 5-point Laplacian of `grey` (edges repeated)."""
     p = np.pad(grey, 1, mode="edge")
@@ -146,16 +164,17 @@ def pixel_maps(window: np.ndarray, tables: ColourTables) -> dict[str, np.ndarray
     od = od_red + od_green + tables.od[2][b]
     tissue = od >= TISSUE_OD
     grey = r.astype(np.float32) + g + b
+    dark = _solid(classes & DARK > 0, *SOLID["dark"])
     maps = {
         "ink": _solid(classes & INK > 0, *SOLID["ink"]),
-        "dark": _solid(classes & DARK > 0, *SOLID["dark"]),
+        "dark": dark,
         "grey": _solid(classes & GREY > 0, *SOLID["grey"]),
         "tissue": tissue,
     }
     t = tissue.astype(np.float32)
     maps.update({
         "od": od * t, "od_red": od_red * t, "od_green": od_green * t,
-        "fine": _laplace_energy(grey) * t, "local": _local_contrast(grey) * t,
+        "fine": _laplace_energy(grey) * t, "local": _local_contrast(grey) * t, "dark_reach": _reach(dark),
     })
     return maps
 
@@ -223,7 +242,11 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     offsets, blocks = offsets - (x0, y0), blocks - (x0, y0)
     colours = colour_tables(tuple(float(v) for v in glass), float(thresholds.ink_saturation),
                             tuple(float(v) for v in thresholds.hne_hue))
-    tables = {name: _summed_table(m, cell) for name, m in pixel_maps(window, colours).items()}
+    maps = pixel_maps(window, colours)
+    tables: dict[str, np.ndarray] = {}
+    for name, m in maps.items():  # a map that is another's array (no speck core: dark_reach is dark) is summed once
+        twin = next((k for k in tables if maps[k] is m), None)
+        tables[name] = tables[twin] if twin is not None else _summed_table(m, cell)
     sums = {name: _box_sums(table, offsets, tile, cell) for name, table in tables.items()
             if name not in ("fine", "local")}
     area = float(tile * tile)
@@ -235,4 +258,5 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     enough = out[:, 3] >= MIN_TISSUE
     for column, values in enumerate(stats, start=4):
         out[enough, column] = values[enough]
+    out[:, FEATURES.index("dark_reach")] = sums["dark_reach"] / area
     return out
