@@ -45,8 +45,8 @@ from fwrd.slide.qc_features import FEATURES
 OK = "ok"
 # What `judge` and `on_grid` do, by name: it is in the key of finished outputs (fwrd.runtime.settings), so a
 # --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
-JUDGING_RULES = ("judge: colour-referenced fold, block blur; on_grid: all kinds grow, "
-                 "fold_min_tiles with unscored bridge, bubbles filled; v2")
+JUDGING_RULES = ("judge: colour-referenced fold, block blur, pale bubble vs slide; on_grid: all kinds grow, "
+                 "fold_min_tiles with unscored bridge, bubbles filled; v3")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
@@ -84,12 +84,15 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
              ("bubble", column["grey"] >= thresholds.bubble_fraction))
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
+    pale = pale_bubble(column["pale"], (codes == 0) & (column["tissue"] >= 0.5), thresholds)
+    codes[(codes == 0) & pale] = code_of("bubble")
     weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
             "dirt": column["dark"] >= thresholds.dirt_edge_fraction,
-            "bubble": column["grey"] >= thresholds.bubble_edge_fraction,
+            "bubble": ((column["grey"] >= thresholds.bubble_edge_fraction)
+                       | (column["pale"] >= thresholds.bubble_pale_edge_fraction)),
             "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
-    usable = (codes == 0) & np.all(np.isfinite(f[:, 4:]), axis=1) & (column["tissue"] >= 0.5)
+    usable = (codes == 0) & np.all(np.isfinite(f[:, 4:8]), axis=1) & (column["tissue"] >= 0.5)
     count = int(usable.sum())
     if count < MIN_REFERENCE_TILES:
         return Verdict(codes, {name: None for name in stats}, 0, weak)
@@ -105,6 +108,18 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     codes[(codes == 0) & fold] = code_of("fold")
     codes[(codes == 0) & blur] = code_of("blur")
     return Verdict(codes, ref, count, weak)
+
+
+def pale_bubble(pale: np.ndarray, usable: np.ndarray, thresholds: QCThresholds) -> np.ndarray:
+    """Per tile, whether its share of pale pixels (washed out, hardly stained) makes it `bubble`: at least
+    `bubble_pale_fraction` and `bubble_pale_excess` times the median over the slide's `usable` tiles. Seen
+    through a bubble the stain is washed out, and its rim, blended into dense dark tissue, is no longer grey
+    but still far paler than any stain; tissue rarely is, and a slide whose tissue often is (faded, pale
+    stroma) raises its own bar. Fewer than MIN_REFERENCE_TILES usable tiles: no reference, none judged."""
+    if int(usable.sum()) < MIN_REFERENCE_TILES:
+        return np.zeros(len(pale), bool)
+    reference = float(np.median(pale[usable]))
+    return (pale >= thresholds.bubble_pale_fraction) & (pale >= thresholds.bubble_pale_excess * reference)
 
 
 def same_colour_od(colour: np.ndarray, od: np.ndarray, usable: np.ndarray, radius: float) -> np.ndarray:

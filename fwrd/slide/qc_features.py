@@ -56,15 +56,17 @@ from scipy import ndimage
 
 from fwrd.config import QCThresholds
 
-FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness")
+FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness", "pale")
 # the rules behind the numbers (tables, solidity, sharpness): part of the resume key of a journal of features
-FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/local31 lower median of 32 px blocks;od shares r g;v3"
+FEATURE_RULES = ("lut6;solid ink9/.5 dark3/.3 grey3/.33 pale3/.33;lap/local31 lower median of 32 px blocks;"
+                 "od shares r g;v4")
 TISSUE_OD = 0.1  # optical density (sum over channels) above the glass from which a pixel is tissue
 MIN_TISSUE = 0.25  # a tile needs this share of tissue pixels for its tissue statistics (else NaN)
 DARK_MAX, DARK_SATURATION = 60.0, 0.35
 GREY_SATURATION, GREY_RANGE = 0.12, (60.0, 190.0)
-SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33)}  # neighbourhood side, share that makes it solid
-INK, DARK, GREY = 1, 2, 4  # class bits
+PALE_SATURATION = 0.2  # pale: less saturated than nearly all stained tissue, in GREY_RANGE (module docstring)
+SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33), "pale": (3, 0.33)}  # side, share that makes it solid
+INK, DARK, GREY, PALE = 1, 2, 4, 8  # class bits
 BITS = 6  # bits per channel of the colour tables
 MIN_CELL = 4  # cells smaller than this: the per-pixel path
 BLOCK = 32  # about this side (pixels) for the blocks whose sharpness makes a tile's
@@ -92,7 +94,7 @@ class ColourTables:
     """Per-slide look-up tables (see the module docstring)."""
 
     od: np.ndarray  # float32 [3, 256]: optical density of each channel value, relative to the glass
-    classes: np.ndarray  # uint8 [2 ** (3 BITS)]: INK | DARK | GREY bits of each quantised colour
+    classes: np.ndarray  # uint8 [2 ** (3 BITS)]: INK | DARK | GREY | PALE bits of each quantised colour
 
 
 @functools.lru_cache(maxsize=16)
@@ -111,8 +113,10 @@ def colour_tables(glass: tuple[float, float, float], ink_saturation: float,
     saturation = (mx - mn) / np.maximum(mx, 1.0)
     ink = (saturation >= ink_saturation) & outside_hue_range(hue_degrees(rgb), hne_hue)
     dark = (mx <= DARK_MAX) & (saturation < DARK_SATURATION)
-    grey = (saturation < GREY_SATURATION) & (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
-    classes = (ink * INK | dark * DARK | grey * GREY).astype(np.uint8)
+    between = (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
+    grey = (saturation < GREY_SATURATION) & between
+    pale = (saturation < PALE_SATURATION) & between
+    classes = (ink * INK | dark * DARK | grey * GREY | pale * PALE).astype(np.uint8)
     return ColourTables(od, classes)
 
 
@@ -150,6 +154,7 @@ def pixel_maps(window: np.ndarray, tables: ColourTables) -> dict[str, np.ndarray
         "ink": _solid(classes & INK > 0, *SOLID["ink"]),
         "dark": _solid(classes & DARK > 0, *SOLID["dark"]),
         "grey": _solid(classes & GREY > 0, *SOLID["grey"]),
+        "pale": _solid(classes & PALE > 0, *SOLID["pale"]),
         "tissue": tissue,
     }
     t = tissue.astype(np.float32)
@@ -235,4 +240,5 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     enough = out[:, 3] >= MIN_TISSUE
     for column, values in enumerate(stats, start=4):
         out[enough, column] = values[enough]
+    out[:, FEATURES.index("pale")] = sums["pale"] / area
     return out
