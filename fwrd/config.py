@@ -68,7 +68,7 @@ class QCThresholds:
     bubble_edge_fraction: float = 0.005
     bubble_pale_fraction: float = 0.1
     bubble_pale_excess: float = 4.0
-    bubble_pale_edge_fraction: float = 0.05
+    bubble_pale_edge_fraction: float = 0.07
     fold_thickness: float = 1.3
     fold_min_darkness: float = 1.1
     fold_colour_radius: float = 0.015

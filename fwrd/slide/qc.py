@@ -51,6 +51,7 @@ KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows 
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
 COLOUR_CELLS = 2  # colour cells per `fold_colour_radius`: tiles within that many cells count as near
+PALE_PERCENTILE = 50  # the slide's share of pale pixels that `bubble_pale_excess` multiplies: most of its tissue
 
 
 def code_of(kind: str) -> int:
@@ -84,12 +85,11 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
              ("bubble", column["grey"] >= thresholds.bubble_fraction))
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
-    pale = pale_bubble(column["pale"], (codes == 0) & (column["tissue"] >= 0.5), thresholds)
+    pale, pale_edge = pale_bubble(column["pale"], (codes == 0) & (column["tissue"] >= 0.5), thresholds)
     codes[(codes == 0) & pale] = code_of("bubble")
     weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
             "dirt": column["dark"] >= thresholds.dirt_edge_fraction,
-            "bubble": ((column["grey"] >= thresholds.bubble_edge_fraction)
-                       | (column["pale"] >= thresholds.bubble_pale_edge_fraction)),
+            "bubble": (column["grey"] >= thresholds.bubble_edge_fraction) | pale_edge,
             "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
     usable = (codes == 0) & np.all(np.isfinite(f[:, 4:8]), axis=1) & (column["tissue"] >= 0.5)
@@ -110,16 +110,18 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     return Verdict(codes, ref, count, weak)
 
 
-def pale_bubble(pale: np.ndarray, usable: np.ndarray, thresholds: QCThresholds) -> np.ndarray:
-    """Per tile, whether its share of pale pixels (washed out, hardly stained) makes it `bubble`: at least
-    `bubble_pale_fraction` and `bubble_pale_excess` times the median over the slide's `usable` tiles. Seen
-    through a bubble the stain is washed out, and its rim, blended into dense dark tissue, is no longer grey
-    but still far paler than any stain; tissue rarely is, and a slide whose tissue often is (faded, pale
-    stroma) raises its own bar. Fewer than MIN_REFERENCE_TILES usable tiles: no reference, none judged."""
+def pale_bubble(pale: np.ndarray, usable: np.ndarray, thresholds: QCThresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile, whether its share of pale pixels (washed out, hardly stained) makes it `bubble` (bool [N]),
+    and whether it is enough beside a `bubble` tile (bool [N]): at least `bubble_pale_fraction` (beside one:
+    `bubble_pale_edge_fraction`) and `bubble_pale_excess` times the PALE_PERCENTILE-th percentile over the
+    slide's `usable` tiles. Seen through a bubble the stain is washed out, and its rim, blended into dense dark
+    tissue, is no longer grey but still far paler than stained tissue; tissue seldom is, and a slide whose
+    tissue often is (faded, pale stroma) raises its own bar. Fewer than MIN_REFERENCE_TILES usable tiles: no
+    reference, none judged."""
     if int(usable.sum()) < MIN_REFERENCE_TILES:
-        return np.zeros(len(pale), bool)
-    reference = float(np.median(pale[usable]))
-    return (pale >= thresholds.bubble_pale_fraction) & (pale >= thresholds.bubble_pale_excess * reference)
+        return np.zeros(len(pale), bool), np.zeros(len(pale), bool)
+    above = pale >= thresholds.bubble_pale_excess * float(np.percentile(pale[usable], PALE_PERCENTILE))
+    return above & (pale >= thresholds.bubble_pale_fraction), above & (pale >= thresholds.bubble_pale_edge_fraction)
 
 
 def same_colour_od(colour: np.ndarray, od: np.ndarray, usable: np.ndarray, radius: float) -> np.ndarray:
