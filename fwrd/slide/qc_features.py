@@ -15,10 +15,14 @@ never a loop over tiles:
     saturated purple);
   - grey: unsaturated (< 0.12) and neither glass nor black (60 < max channel < 190): a bubble's refraction
     rim, a glass or coverslip edge (stained tissue is never grey).
+  - pale: less saturated than nearly all stained tissue (< PALE_SATURATION, 0.2), in the same brightness range
+    (grey is pale too): what is seen through an air bubble (the stain washed out) and a bubble's rim blended
+    into dense dark tissue, which JPEG's coarse colour leaves too coloured for grey. Loose, faint stroma holds
+    some pale pixels too, so fwrd.slide.qc judges them against the slide's own share.
   A pixel is tissue when its optical density (summed over R, G, B, relative to the glass) is >= TISSUE_OD.
 - Solid: ink counts where it fills at least half of a 9 x 9 neighbourhood (marker strokes are solid; the
   bluish pixels at the edges of real nuclei are scattered), dark where it fills 30 % of 3 x 3 (specks of a
-  few pixels count), grey where it fills a third of 3 x 3 (a bubble's rim is a line 1-3 pixels wide).
+  few pixels count), grey and pale where they fill a third of 3 x 3 (a bubble's rim is a line 1-3 pixels wide).
   Filters run only on windows that hold such pixels at all.
 - Sharpness relative to contrast: the mean energy of the Laplacian of the grey level (the finest detail)
   over the local contrast (the grey level's squared difference from its mean over LOCAL pixels: contrast at
@@ -39,7 +43,7 @@ never a loop over tiles:
   compares a tile's optical density with that of the slide's tissue of the same colour.
 
 Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
-density (sum over R, G, B) and the red and green shares of it; and the sharpness.
+density (sum over R, G, B) and the red and green shares of it; the sharpness; and the share of pale pixels.
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246), thresholds=QCThresholds())
 """
