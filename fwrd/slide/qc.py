@@ -93,7 +93,7 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
             "bubble": (column["grey"] >= thresholds.bubble_edge_fraction) | pale_edge,
             "fold": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
-    usable = (codes == 0) & np.all(np.isfinite(f[:, 4:8]), axis=1) & (column["tissue"] >= 0.5)
+    usable = (codes == 0) & np.all(np.isfinite(f[:, 4:]), axis=1) & (column["tissue"] >= 0.5)
     count = int(usable.sum())
     if count < MIN_REFERENCE_TILES:
         return Verdict(codes, {name: None for name in stats}, 0, weak)

@@ -17,7 +17,7 @@ never a loop over tiles:
     rim, a glass or coverslip edge (stained tissue is never grey).
   - pale: less saturated than nearly all stained tissue (< PALE_SATURATION, 0.2), in the same brightness range
     (grey is pale too): what is seen through an air bubble (the stain washed out) and a bubble's rim blended
-    into dense dark tissue, which JPEG's coarse colour leaves too coloured for grey. Loose, faint stroma holds
+    into dense dark tissue, which JPEG leaves too coloured for grey. Loose, faint stroma holds
     some pale pixels too, so fwrd.slide.qc judges them against the slide's own share.
   A pixel is tissue when its optical density (summed over R, G, B, relative to the glass) is >= TISSUE_OD.
 - Solid: ink counts where it fills at least half of a 9 x 9 neighbourhood (marker strokes are solid; the
