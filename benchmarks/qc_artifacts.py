@@ -24,7 +24,7 @@ and what it costs.
    time, inference and decoding.
 
     python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
-        [--real-image tests/data/stardist_histo.jpg [--only-real-images] [--min-side 1000]] [--cohort 3]
+        [--real-image tests/data/stardist_histo.jpg [--only-real-images] [--min-side 1000]] [--bubbles 12] [--cohort 3]
         [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
 """
 
@@ -57,11 +57,12 @@ from fwrd.slide.synthetic_render import plan_layout, render
 REAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "cmu1_small_region_crop.jpg"
 CROP = (600, 1200, 1024)  # where the vendored crop lies in CMU-1-Small-Region (x, y, side)
 CHANGED = 8  # a painted pixel counts when some channel moved by more than this
+MARGIN = 24  # pixels between an extra bubble (--bubbles) and any other painted artifact
 
 
 def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp: float,
                    real_images: tuple[Path, ...] = (), only_real_images: bool = False,
-                   min_side: int = 0) -> dict[str, tuple[Path, dict]]:
+                   min_side: int = 0, bubbles: int = 0) -> dict[str, tuple[Path, dict]]:
     """name -> (slide path, {kind: bool mask of the pixels the artifact visibly changed}). Every slide is written
     at `mpp` (the model's): the real pixels (0.499 um/px) are scored as if they were at the model's resolution,
     since fwrd never enlarges a slide coarser than the model."""
@@ -83,10 +84,41 @@ def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp
     for name, rgb in images.items():
         before = rgb.copy()
         truth = paint.paint_test_card(rgb, np.random.default_rng(seed), pen_width=max(48, rgb.shape[0] // 40))
+        if bubbles:
+            truth["bubble"] |= extra_bubbles(rgb, np.random.default_rng([seed, 2]), bubbles, truth)
         changed = np.abs(rgb.astype(np.int16) - before).max(axis=2) > CHANGED
         truth = {k: m if k in ("dirt", "blur") else m & changed for k, m in truth.items()}
         made[name] = (write_rgb_slide(out / f"{name}_artifacts.svs", rgb, mpp=mpp), truth)
     return made
+
+
+def extra_bubbles(rgb: np.ndarray, rng: np.random.Generator, count: int, truth: dict[str, np.ndarray],
+                  radius: tuple[float, float] = (0.03, 0.08), tries: int = 500) -> np.ndarray:
+    """Paint `count` more air bubbles (radius a fraction `radius` of the image's shorter side, centre anywhere)
+    where they touch no artifact already painted (`truth`'s masks, MARGIN pixels apart); the mask of all of them. The
+    card holds one bubble (1-2 tiles per image): these make a sample of dozens, drawn from `rng` (the seed), on
+    whatever tissue, glass or edge they land."""
+    h, w = rgb.shape[:2]
+    taken = np.zeros((h, w), bool)
+    for mask in truth.values():
+        taken |= mask
+    out = np.zeros((h, w), bool)
+    for _ in range(count):
+        for _ in range(tries):
+            r = rng.uniform(*radius) * min(h, w)
+            cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+            margin = r + MARGIN
+            y0, y1, x0, x1 = (max(0, int(cy - margin)), min(h, int(cy + margin) + 1),
+                              max(0, int(cx - margin)), min(w, int(cx + margin) + 1))
+            if not taken[y0:y1, x0:x1].any():
+                break
+        else:
+            break  # no free place left
+        painted = paint.bubble(rgb, (cx, cy), r)
+        taken |= painted
+        taken[y0:y1, x0:x1] = True
+        out |= painted
+    return out
 
 
 def mirrored_to(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -248,6 +280,9 @@ def main() -> None:
                         help="paint only the --real-image images (not the synthetic slide or the CMU regions)")
     parser.add_argument("--min-side", type=int, default=0,
                         help="mirror each --real-image out to at least this many pixels a side (a small image)")
+    parser.add_argument("--bubbles", type=int, default=0,
+                        help="paint this many more air bubbles on each image (varied radius and place, from the "
+                             "seed; the card stays as it is): a sample of dozens of bubble tiles, not one or two")
     parser.add_argument("--cohort", type=int, default=0, help="tumour slides of a synthetic test cohort (0: none)")
     parser.add_argument("--cohort-size", type=int, default=3072)
     parser.add_argument("--stain", action="store_true")
@@ -264,14 +299,16 @@ def main() -> None:
             parser.error(f"--real-image {image}: not a readable image ({' '.join(str(exc).split())[:120]})")
     if args.min_side < 0:
         parser.error("--min-side must be >= 0")
+    if args.bubbles < 0:
+        parser.error("--bubbles must be >= 0")
     args.out.mkdir(parents=True, exist_ok=True)
     thresholds = QCThresholds()  # this fwrd's defaults, whatever the model's config holds
-    record: dict = {"thresholds": thresholds.to_dict(), "seed": args.seed}
+    record: dict = {"thresholds": thresholds.to_dict(), "seed": args.seed, "bubbles": args.bubbles}
     with open_backend(args.model, threads=args.threads) as backend:
         if not args.skip_paint:
             slides = painted_slides(args.out / "slides", args.size, args.seed, args.real_extra,
                                     backend.config.mpp or 0.243, tuple(args.real_image), args.only_real_images,
-                                    args.min_side)
+                                    args.min_side, args.bubbles)
             for name, (path, truth) in slides.items():
                 result, wall = score(backend, path, args.out / "on", True, args.stride, thresholds)
                 s = result.summary

@@ -36,6 +36,12 @@ class QCThresholds:
             the pixels within 2 px of a speck's dark core too: its rim, which JPEG tints like the tissue).
         bubble_fraction: ... of solid grey line pixels (bubble rims, glass and coverslip edges) is `bubble`.
         bubble_edge_fraction: ... and so is one with at least this share that touches a `bubble` tile.
+        bubble_pale_fraction: ... and so is one with at least this share of solid pale pixels (washed-out,
+            hardly stained: a bubble's hazy inside and its rim blended into dense tissue) ...
+        bubble_pale_excess: ... that is also at least this many times the slide's median share of them (a
+            bubble is an exception on its slide; a faded or pale slide is not a bubble).
+        bubble_pale_edge_fraction: ... and a tile with at least this share of pale pixels touching a `bubble`
+            tile is `bubble` too.
         fold_thickness: a tile whose mean optical density is at least this times that of the slide's tissue
             of the same colour (optical-density shares within `fold_colour_radius`) ...
         fold_min_darkness: ... and at least this times the slide's median is `fold` (two layers of tissue,
@@ -63,6 +69,9 @@ class QCThresholds:
     dirt_edge_fraction: float = 0.0007
     bubble_fraction: float = 0.01
     bubble_edge_fraction: float = 0.005
+    bubble_pale_fraction: float = 0.1
+    bubble_pale_excess: float = 4.0
+    bubble_pale_edge_fraction: float = 0.07
     fold_thickness: float = 1.3
     fold_min_darkness: float = 1.1
     fold_colour_radius: float = 0.015

@@ -10,8 +10,9 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
    tissue pixels the mean optical density, its colour (the red and green channels' shares of it) and a
    sharpness ratio.
 2. `judge(features, thresholds)`: the kind of each tile, in the priority order of KINDS: `pen`, `dirt`,
-   `bubble` (share of ink / dark / grey pixels), then against the slide's own tissue (the median over its
-   tiles with enough tissue and none of the first three kinds):
+   `bubble` (share of ink / dark / grey pixels; or of pale pixels, far above the slide's median share of them:
+   `pale_bubble`), then against the slide's own tissue (the median over its tiles with enough tissue and none of
+   the first three kinds):
    - `fold`: at least `fold_thickness` times the optical density of the slide's tissue of the same colour
      (`same_colour_od`) and at least `fold_min_darkness` times the slide's median. Two layers of tissue add
      their optical densities, and by Beer-Lambert a thicker layer keeps its colour in optical density, so a
@@ -22,7 +23,8 @@ measurements behind every threshold). Two steps, so that a tile can be judged ag
      layers thick (`fold_link_thickness`);
    - `blur`: sharpness below `blur_ratio` of the slide's, so a uniformly soft scan is not rejected whole.
    On the slide's grid, `on_grid` then grows every kind into the touching tiles that meet its edge threshold
-   (`pen_edge_fraction`, `dirt_edge_fraction`, `bubble_edge_fraction`, `fold_edge_thickness`,
+   (`pen_edge_fraction`, `dirt_edge_fraction`, `bubble_edge_fraction` or `bubble_pale_edge_fraction`,
+   `fold_edge_thickness`,
    `blur_edge_ratio`: hysteresis, as an edge detector does), drops fold regions of fewer than
    `fold_min_tiles` tiles (a lone dense tile is more likely dense tissue; a piece that unscored tiles link to
    a region of that size counts with it, and so do pieces linked to one another whose every tile is clearly
@@ -47,8 +49,9 @@ from fwrd.slide.qc_features import FEATURES
 OK = "ok"
 # What `judge` and `on_grid` do, by name: it is in the key of finished outputs (fwrd.runtime.settings), so a
 # --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
-JUDGING_RULES = ("judge: colour-referenced fold, block blur; on_grid: all kinds grow, "
-                 "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; fold pieces linked when clear, rare colour by 2x radius; v3")
+JUDGING_RULES = ("judge: colour-referenced fold, block blur, pale bubble vs slide; on_grid: all kinds grow, "
+                 "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; "
+                 "fold pieces linked when clear, rare colour by 2x radius; v4")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
@@ -89,9 +92,11 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
              ("bubble", column["grey"] >= thresholds.bubble_fraction))
     for kind, hit in rules:
         codes[(codes == 0) & hit] = code_of(kind)
+    pale, pale_edge = pale_bubble(column["pale"], (codes == 0) & (column["tissue"] >= 0.5), thresholds)
+    codes[(codes == 0) & pale] = code_of("bubble")
     weak = {"pen": column["ink"] >= thresholds.pen_edge_fraction,
             "dirt": column["dark_reach"] >= thresholds.dirt_edge_fraction,
-            "bubble": column["grey"] >= thresholds.bubble_edge_fraction,
+            "bubble": (column["grey"] >= thresholds.bubble_edge_fraction) | pale_edge,
             "fold": np.zeros(len(f), bool), "fold_clear": np.zeros(len(f), bool), "blur": np.zeros(len(f), bool)}
     stats = ("od", "sharpness")
     tissue_stats = [FEATURES.index(name) for name in ("od", "red_share", "green_share", "sharpness")]
@@ -118,6 +123,20 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
     codes[(codes == 0) & fold] = code_of("fold")
     codes[(codes == 0) & blur] = code_of("blur")
     return Verdict(codes, ref, count, weak)
+
+
+def pale_bubble(pale: np.ndarray, usable: np.ndarray, thresholds: QCThresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile, whether its share of pale pixels (washed out, hardly stained) makes it `bubble` (bool [N]),
+    and whether it is enough beside a `bubble` tile (bool [N]): at least `bubble_pale_fraction` (beside one:
+    `bubble_pale_edge_fraction`) and `bubble_pale_excess` times the median over the slide's `usable` tiles (the
+    median: a higher percentile rises with the bubbles themselves). Seen through a bubble the stain is washed
+    out, and its rim, blended into dense dark tissue, is no longer grey but still far paler than stained
+    tissue; tissue seldom is, and a slide whose tissue often is (faded, pale stroma) raises its own bar. Fewer
+    than MIN_REFERENCE_TILES usable tiles: no reference, none judged."""
+    if int(usable.sum()) < MIN_REFERENCE_TILES:
+        return np.zeros(len(pale), bool), np.zeros(len(pale), bool)
+    above = pale >= thresholds.bubble_pale_excess * float(np.median(pale[usable]))
+    return above & (pale >= thresholds.bubble_pale_fraction), above & (pale >= thresholds.bubble_pale_edge_fraction)
 
 
 def same_colour_od(colour: np.ndarray, od: np.ndarray, usable: np.ndarray, radius: float) -> np.ndarray:

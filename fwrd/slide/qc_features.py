@@ -15,10 +15,14 @@ never a loop over tiles:
     saturated purple);
   - grey: unsaturated (< 0.12) and neither glass nor black (60 < max channel < 190): a bubble's refraction
     rim, a glass or coverslip edge (stained tissue is never grey).
+  - pale: less saturated than nearly all stained tissue (< PALE_SATURATION, 0.2), in the same brightness range
+    (grey is pale too): what is seen through an air bubble (the stain washed out) and a bubble's rim blended
+    into dense dark tissue, which JPEG leaves too coloured for grey. Loose, faint stroma holds
+    some pale pixels too, so fwrd.slide.qc judges them against the slide's own share.
   A pixel is tissue when its optical density (summed over R, G, B, relative to the glass) is >= TISSUE_OD.
 - Solid: ink counts where it fills at least half of a 9 x 9 neighbourhood (marker strokes are solid; the
   bluish pixels at the edges of real nuclei are scattered), dark where it fills 30 % of 3 x 3 (specks of a
-  few pixels count), grey where it fills a third of 3 x 3 (a bubble's rim is a line 1-3 pixels wide).
+  few pixels count), grey and pale where they fill a third of 3 x 3 (a bubble's rim is a line 1-3 pixels wide).
   Filters run only on windows that hold such pixels at all.
 - Sharpness relative to contrast: the mean energy of the Laplacian of the grey level (the finest detail)
   over the local contrast (the grey level's squared difference from its mean over LOCAL pixels: contrast at
@@ -39,9 +43,10 @@ never a loop over tiles:
   compares a tile's optical density with that of the slide's tissue of the same colour.
 
 Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
-density (sum over R, G, B) and the red and green shares of it; the sharpness; and the share of dark pixels
-and speck rims (`dark_reach`: within DARK_REACH pixels of a dark core of DARK_CORE pixels, what the dirt edge
-rule counts, since the few pixels of a speck beyond a tile's edge share their chroma with the tissue in JPEG).
+density (sum over R, G, B) and the red and green shares of it; the sharpness; the share of pale pixels;
+and the share of dark pixels and speck rims (`dark_reach`: within DARK_REACH pixels of a dark core of
+DARK_CORE pixels, what the dirt edge rule counts, since the few pixels of a speck beyond a tile's edge
+share their chroma with the tissue in JPEG).
 
     feats = tile_features(window, offsets, tile=64, glass=(244, 243, 246), thresholds=QCThresholds())
 """
@@ -58,16 +63,19 @@ from scipy import ndimage
 
 from fwrd.config import QCThresholds
 
-FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness", "dark_reach")
+FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness", "pale",
+            "dark_reach")
 # the rules behind the numbers (tables, solidity, sharpness): part of the resume key of a journal of features
-FEATURE_RULES = "lut6;solid ink9/.5 dark3/.3 grey3/.33;lap/local31 lower median of 32 px blocks;od shares r g;dark reach 2 of 5 px cores;v4"
+FEATURE_RULES = ("lut6;solid ink9/.5 dark3/.3 grey3/.33 pale3/.33;lap/local31 lower median of 32 px blocks;"
+                 "od shares r g;dark reach 2 of 5 px cores;v5")
 TISSUE_OD = 0.1  # optical density (sum over channels) above the glass from which a pixel is tissue
 MIN_TISSUE = 0.25  # a tile needs this share of tissue pixels for its tissue statistics (else NaN)
 DARK_MAX, DARK_SATURATION = 60.0, 0.35
 GREY_SATURATION, GREY_RANGE = 0.12, (60.0, 190.0)
-SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33)}  # neighbourhood side, share that makes it solid
+PALE_SATURATION = 0.2  # pale: less saturated than nearly all stained tissue, in GREY_RANGE (module docstring)
+SOLID = {"ink": (9, 0.5), "dark": (3, 0.3), "grey": (3, 0.33), "pale": (3, 0.33)}  # side, share that makes it solid
 DARK_CORE, DARK_REACH = 5, 2  # a speck's core: >= this many dark pixels (8-connected); its rim: this many px around
-INK, DARK, GREY = 1, 2, 4  # class bits
+INK, DARK, GREY, PALE = 1, 2, 4, 8  # class bits
 BITS = 6  # bits per channel of the colour tables
 MIN_CELL = 4  # cells smaller than this: the per-pixel path
 BLOCK = 32  # about this side (pixels) for the blocks whose sharpness makes a tile's
@@ -95,7 +103,7 @@ class ColourTables:
     """Per-slide look-up tables (see the module docstring)."""
 
     od: np.ndarray  # float32 [3, 256]: optical density of each channel value, relative to the glass
-    classes: np.ndarray  # uint8 [2 ** (3 BITS)]: INK | DARK | GREY bits of each quantised colour
+    classes: np.ndarray  # uint8 [2 ** (3 BITS)]: INK | DARK | GREY | PALE bits of each quantised colour
 
 
 @functools.lru_cache(maxsize=16)
@@ -114,8 +122,10 @@ def colour_tables(glass: tuple[float, float, float], ink_saturation: float,
     saturation = (mx - mn) / np.maximum(mx, 1.0)
     ink = (saturation >= ink_saturation) & outside_hue_range(hue_degrees(rgb), hne_hue)
     dark = (mx <= DARK_MAX) & (saturation < DARK_SATURATION)
-    grey = (saturation < GREY_SATURATION) & (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
-    classes = (ink * INK | dark * DARK | grey * GREY).astype(np.uint8)
+    between = (mx > GREY_RANGE[0]) & (mx < GREY_RANGE[1])
+    grey = (saturation < GREY_SATURATION) & between
+    pale = (saturation < PALE_SATURATION) & between
+    classes = (ink * INK | dark * DARK | grey * GREY | pale * PALE).astype(np.uint8)
     return ColourTables(od, classes)
 
 
@@ -169,6 +179,7 @@ def pixel_maps(window: np.ndarray, tables: ColourTables) -> dict[str, np.ndarray
         "ink": _solid(classes & INK > 0, *SOLID["ink"]),
         "dark": dark,
         "grey": _solid(classes & GREY > 0, *SOLID["grey"]),
+        "pale": _solid(classes & PALE > 0, *SOLID["pale"]),
         "tissue": tissue,
     }
     t = tissue.astype(np.float32)
@@ -259,4 +270,5 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     for column, values in enumerate(stats, start=4):
         out[enough, column] = values[enough]
     out[:, FEATURES.index("dark_reach")] = sums["dark_reach"] / area
+    out[:, FEATURES.index("pale")] = sums["pale"] / area
     return out
