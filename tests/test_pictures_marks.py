@@ -8,7 +8,8 @@ from PIL import Image, ImageDraw
 from fwrd.config import FWRDConfig
 from fwrd.runtime.outputs.colormap import model_scale
 from fwrd.runtime.outputs.heatmap import CellGeometry, render_heatmap
-from fwrd.runtime.outputs.legend import STAMP, TITLE_BAND, frame, unicode_text
+from fwrd.runtime.outputs.legend import STAMP, STAMP_BAND, TITLE_BAND, frame, unicode_text
+from picture_marks import red_bands
 from fwrd.runtime.outputs.overlay import (
     DEMO_STAMP,
     UNSCORED,
@@ -106,3 +107,15 @@ def test_any_unicode_slide_name_renders_without_missing_glyph_boxes():
     assert (np.asarray(drawn) < 128).any()
     canvas = frame(Image.new("RGB", (300, 200), "white"), "ściółka_\U0001F52C", "sub", Image.new("RGB", (560, 40)))
     assert canvas.width >= 560
+
+
+
+def test_several_stamps_stack_as_bands():
+    from fwrd.runtime.outputs.overlay import review_stamp
+
+    assert review_stamp("ok", "") is None
+    assert review_stamp("review", "QC excluded 40% of the scored tissue") == (
+        "REVIEW: QC excluded 40% of the scored tissue")
+    two, one = _picture(stamp=[DEMO_STAMP, "REVIEW: QC excluded 40% of the scored tissue"]), _picture(stamp=DEMO_STAMP)
+    assert two.shape[0] == one.shape[0] + STAMP_BAND
+    assert (red_bands(two), red_bands(one), red_bands(_picture())) == (2, 1, 0)

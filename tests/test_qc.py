@@ -21,6 +21,7 @@ from fwrd.slide.qc import KINDS, judge
 from fwrd.slide.qc_features import tile_features
 from fwrd.slide.synthetic_render import plan_layout, render
 from fwrd.slide.tissue import glass_colour, tissue_mask_from_rgb
+from picture_marks import red_bands
 
 REAL = Path(__file__).parent / "data" / "cmu1_small_region_crop.jpg"
 TILE = 64
@@ -146,6 +147,10 @@ def test_flagged_tiles_never_reach_a_call(pen_slide, standin_model, tmp_path):
     assert qc["kinds"]["pen"]["tiles"] >= len(on_pen) and qc["kinds"]["pen"]["area_mm2"] > 0
     assert on.status == "review" and "excluded" in on.error and on.summary["status"] == "review"
     assert off.status == "ok" and off.summary["qc"] == {"enabled": False}
+    for picture in ("overlay.png", "heatmap.png"):  # the review is on the pictures too: one band more than ok's
+        bands = {run: red_bands(np.asarray(Image.open(tmp_path / run / path.stem / picture).convert("RGB")))
+                 for run in ("on", "off")}
+        assert bands["on"] == bands["off"] + 1, (picture, bands)
 
 
 def test_review_shows_in_slides_csv_and_the_console(pen_slide, standin_model, tmp_path):

@@ -55,7 +55,7 @@ from fwrd.runtime.outputs.detections import default_radius, write_detections
 from fwrd.runtime.outputs.geojson import write_geojson
 from fwrd.runtime.outputs.heatmap import ScoreGrid, save_heatmap_png
 from fwrd.runtime.outputs.locks import slide_lock
-from fwrd.runtime.outputs.overlay import TissueMask, demo_stamp, save_overlay
+from fwrd.runtime.outputs.overlay import TissueMask, demo_stamp, review_stamp, save_overlay
 from fwrd.runtime.outputs.slide_folder import (
     check_replaceable,
     clear_failure,
@@ -422,7 +422,10 @@ def _write_outputs(
     slide: Slide, slide_dir: Path, plan: SlidePlan, grid: ScoreGrid, threshold: float, settings: RunSettings,
     gate: SlideGate, stamp: str | None = None,
 ) -> dict[str, Any]:
-    """Every output file; calls (threshold, detections, GeoJSON, areas, slide score) from the gated heatmap."""
+    """Every output file; calls (threshold, detections, GeoJSON, areas, slide score) from the gated heatmap. A
+    slide QC sends to review says so on both pictures, so that a picture passed around alone is never read as a
+    negative call."""
+    stamps = [s for s in (stamp, review_stamp(gate.status, gate.reason)) if s]
     if grid.count != plan.grid_total:
         raise FwrdError(f"{slide.path}: scored {grid.count} of {plan.grid_total} tiles; outputs not written")
     g = plan.geometry
@@ -436,11 +439,11 @@ def _write_outputs(
         np.save(handle, values)
     excluded = gate.flagged if settings.qc else None
     save_heatmap_png(values, slide_dir / "heatmap.png", scale, title=slide.name,
-                     cell_um=None if mpp is None else g.stride * mpp, mpp_source=source, stamp=stamp,
+                     cell_um=None if mpp is None else g.stride * mpp, mpp_source=source, stamp=stamps,
                      excluded=excluded)
     features = write_geojson(slide_dir / "tumor.geojson", values, g, threshold, mpp)
     save_overlay(slide_dir / "overlay.png", thumbnail(slide), values, g, scale, title=slide.name,
-                 features=features, mpp=mpp, mpp_source=source, stamp=stamp,
+                 features=features, mpp=mpp, mpp_source=source, stamp=stamps,
                  tissue=TissueMask(plan.mask, plan.mask_downsample), excluded=excluded)
     radius = settings.nms_radius or default_radius(g.stride)
     detections = write_detections(slide_dir / "detections.csv", values, g, radius)

@@ -15,7 +15,7 @@ tile's centre, i.e. shifted by (tile - stride) / 2: with stride == tile that is 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +94,7 @@ class ScoreGrid:
             np.save(handle, self.values)
 
     def save_png(self, path: str | Path, scale: ScoreScale, title: str, mpp: float | None = None,
-                 mpp_source: str = "", stamp: str | None = None) -> None:
+                 mpp_source: str = "", stamp: str | Sequence[str] | None = None) -> None:
         """heatmap.png: the grid in viridis over the model's fixed scale, with its key (see below)."""
         save_heatmap_png(self.values, path, scale, title=title, cell_um=None if mpp is None else self.geometry.stride * mpp,
                          mpp_source=mpp_source, stamp=stamp)
@@ -105,7 +105,7 @@ EXCLUDED_GREY = (128, 128, 128)  # heatmap.png: tiles QC kept out of the calls (
 
 def render_heatmap(
     values: np.ndarray, scale: ScoreScale, *, title: str, cell_um: float | None = None, min_side: int = 512,
-    mpp_source: str = "", stamp: str | None = None, excluded: np.ndarray | None = None,
+    mpp_source: str = "", stamp: str | Sequence[str] | None = None, excluded: np.ndarray | None = None,
 ) -> Image.Image:
     """The grid colour-mapped over `scale` (white where nothing was scored, grey where QC excluded the tile),
     enlarged (nearest) so its long side is >= min_side, with a scale bar when the cell size is known, framed
@@ -138,7 +138,7 @@ def render_heatmap(
 
 def save_heatmap_png(
     values: np.ndarray, path: str | Path, scale: ScoreScale, *, title: str, cell_um: float | None = None,
-    min_side: int = 512, mpp_source: str = "", stamp: str | None = None, excluded: np.ndarray | None = None,
+    min_side: int = 512, mpp_source: str = "", stamp: str | Sequence[str] | None = None, excluded: np.ndarray | None = None,
 ) -> None:
     image = render_heatmap(values, scale, title=title, cell_um=cell_um, min_side=min_side, mpp_source=mpp_source,
                            stamp=stamp, excluded=excluded)

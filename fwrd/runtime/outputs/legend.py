@@ -219,11 +219,13 @@ def draw_scale_bar(image: Image.Image, um_per_px: float | None, source: str = ""
     draw.text((x0 + 6, y0 + 2), label, fill=INK, font=face)
 
 
-def frame(picture: Image.Image, title: str, subtitle: str, key: Image.Image, stamp: str | None = None) -> Image.Image:
-    """Title band on top (the title in any Unicode, see unicode_text), then `stamp` as a red band when
-    given, `picture` centred, `key` below: one white RGB canvas."""
+def frame(picture: Image.Image, title: str, subtitle: str, key: Image.Image,
+          stamp: str | Sequence[str] | None = None) -> Image.Image:
+    """Title band on top (the title in any Unicode, see unicode_text), then each `stamp` (one text or several)
+    as a red band, `picture` centred, `key` below: one white RGB canvas."""
+    stamps = [stamp] if isinstance(stamp, str) else [s for s in (stamp or ()) if s]
     width = max(picture.width + 2 * MARGIN, key.width)
-    band = TITLE_BAND + (STAMP_BAND if stamp else 0)
+    band = TITLE_BAND + STAMP_BAND * len(stamps)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     canvas = Image.new("RGB", (width, band + picture.height + 8 + key.height), PAPER)
     draw = ImageDraw.Draw(canvas)
@@ -231,11 +233,12 @@ def frame(picture: Image.Image, title: str, subtitle: str, key: Image.Image, sta
     subtitle, subtitle_face = unicode_text(subtitle, 13)
     draw.text((MARGIN, 6), _fit(probe, title, title_face, width - 2 * MARGIN), fill=INK, font=title_face)
     draw.text((MARGIN, 30), _fit(probe, subtitle, subtitle_face, width - 2 * MARGIN), fill=MUTED, font=subtitle_face)
-    if stamp:
-        face = font(14)
-        text = _fit(probe, stamp, face, width - 2 * MARGIN - 12)
-        draw.rectangle([MARGIN, TITLE_BAND - 2, MARGIN + text_width(probe, text, face) + 12, band - 4], fill=STAMP)
-        draw.text((MARGIN + 6, TITLE_BAND + 1), text, fill=PAPER, font=face)
+    for i, text in enumerate(stamps):
+        top = TITLE_BAND + i * STAMP_BAND
+        text, face = unicode_text(text, 14)
+        text = _fit(probe, text, face, width - 2 * MARGIN - 12)
+        draw.rectangle([MARGIN, top - 2, MARGIN + text_width(probe, text, face) + 12, top + STAMP_BAND - 4], fill=STAMP)
+        draw.text((MARGIN + 6, top + 1), text, fill=PAPER, font=face)
     canvas.paste(picture.convert("RGB"), ((width - picture.width) // 2, band))
     canvas.paste(key, (0, band + picture.height + 8))
     return canvas

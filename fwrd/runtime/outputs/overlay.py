@@ -67,6 +67,11 @@ def demo_stamp(config: Any) -> str | None:
     return DEMO_STAMP if getattr(config, "teacher_weights", None) == "random" else None
 
 
+def review_stamp(status: str, reason: str) -> str | None:
+    """The stamp the pictures of a slide QC sends to `review` carry (with QC's reason), None for any other slide."""
+    return f"REVIEW: {reason}" if status == "review" else None
+
+
 def cell_values(shape: tuple[int, int], values: np.ndarray, geometry: CellGeometry) -> np.ndarray:
     """float [h, w]: the score of the cell under each pixel of a picture of the whole slide (NaN off grid)."""
     h, w = shape
@@ -171,7 +176,7 @@ def result_line(values: np.ndarray, scale: ScoreScale, regions: int) -> str:
 def render_overlay(
     thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *, title: str,
     features: Sequence[dict[str, Any]] = (), mpp: float | None = None, mpp_source: str = "",
-    stamp: str | None = None, tissue: TissueMask | None = None, excluded: np.ndarray | None = None,
+    stamp: str | Sequence[str] | None = None, tissue: TissueMask | None = None, excluded: np.ndarray | None = None,
 ) -> Image.Image:
     picture = Image.fromarray(np.ascontiguousarray(thumb[..., :3]))
     long_side = max(picture.size)
@@ -200,7 +205,7 @@ def render_overlay(
 def save_overlay(
     path: str | Path, thumb: np.ndarray, values: np.ndarray, geometry: CellGeometry, scale: ScoreScale, *,
     title: str, features: Sequence[dict[str, Any]] = (), mpp: float | None = None, mpp_source: str = "",
-    stamp: str | None = None, tissue: TissueMask | None = None, excluded: np.ndarray | None = None,
+    stamp: str | Sequence[str] | None = None, tissue: TissueMask | None = None, excluded: np.ndarray | None = None,
 ) -> None:
     image = render_overlay(thumb, values, geometry, scale, title=title, features=features, mpp=mpp,
                            mpp_source=mpp_source, stamp=stamp, tissue=tissue, excluded=excluded)
