@@ -51,7 +51,7 @@ OK = "ok"
 # --resume after the rules change redoes the calls instead of keeping those of the old rules. Change it with them.
 JUDGING_RULES = ("judge: colour-referenced fold, block blur, pale bubble vs slide; on_grid: all kinds grow, "
                  "fold_min_tiles with unscored bridge, bubbles filled; dirt edge by dark_reach; "
-                 "fold pieces linked when clear, rare colour by 2x radius; v4")
+                 "fold pieces linked when clear, rare colour by 2x radius; blur edge by min block; v5")
 KINDS = ("pen", "dirt", "bubble", "fold", "blur")  # priority when a tile shows several
 MIN_REFERENCE_TILES = 16  # fewer tiles than this on a slide: no slide reference, fold and blur not judged
 MIN_COLOUR_TILES = 8  # a tile's colour needs this many reference tiles near it for the fold rule to judge it
@@ -119,7 +119,10 @@ def judge(features: np.ndarray, thresholds: QCThresholds) -> Verdict:
         weak["fold"] = ((column["od"] >= thresholds.fold_edge_thickness * same) & dark_enough) | clear
         weak["fold_clear"] = clear
         blur = column["sharpness"] < thresholds.blur_ratio * ref["sharpness"]
-        weak["blur"] = column["sharpness"] < thresholds.blur_edge_ratio * ref["sharpness"]
+        # a tile on a focus miss's border: weaker overall, or one of its blocks as blurred as a blur tile (the
+        # lower median of a tile 80 % in the miss can still be a block with a sharp strip on two sides)
+        weak["blur"] = ((column["sharpness"] < thresholds.blur_edge_ratio * ref["sharpness"])
+                        | (column["sharpness_min"] < thresholds.blur_ratio * ref["sharpness"]))
     codes[(codes == 0) & fold] = code_of("fold")
     codes[(codes == 0) & blur] = code_of("blur")
     return Verdict(codes, ref, count, weak)

@@ -43,7 +43,8 @@ never a loop over tiles:
   compares a tile's optical density with that of the slide's tissue of the same colour.
 
 Per tile (FEATURES): shares of ink, dark, grey and tissue pixels; over its tissue pixels the mean optical
-density (sum over R, G, B) and the red and green shares of it; the sharpness; the share of pale pixels;
+density (sum over R, G, B) and the red and green shares of it; the sharpness and its lowest block's
+(`sharpness_min`: the border of a focus miss, what the blur edge rule also reads); the share of pale pixels;
 and the share of dark pixels and speck rims (`dark_reach`: within DARK_REACH pixels of a dark core of
 DARK_CORE pixels, what the dirt edge rule counts, since the few pixels of a speck beyond a tile's edge
 share their chroma with the tissue in JPEG).
@@ -64,10 +65,10 @@ from scipy import ndimage
 from fwrd.config import QCThresholds
 
 FEATURES = ("ink", "dark", "grey", "tissue", "od", "red_share", "green_share", "sharpness", "pale",
-            "dark_reach")
+            "dark_reach", "sharpness_min")
 # the rules behind the numbers (tables, solidity, sharpness): part of the resume key of a journal of features
 FEATURE_RULES = ("lut6;solid ink9/.5 dark3/.3 grey3/.33 pale3/.33;lap/local31 lower median of 32 px blocks;"
-                 "od shares r g;dark reach 2 of 5 px cores;v5")
+                 "od shares r g;dark reach 2 of 5 px cores;min block sharpness;v6")
 TISSUE_OD = 0.1  # optical density (sum over channels) above the glass from which a pixel is tissue
 MIN_TISSUE = 0.25  # a tile needs this share of tissue pixels for its tissue statistics (else NaN)
 DARK_MAX, DARK_SATURATION = 60.0, 0.35
@@ -220,9 +221,11 @@ def _blocks(offsets: np.ndarray, tile: int) -> tuple[np.ndarray, int, int]:
     return (offsets[:, None, :] + grid[None, :, :]).reshape(-1, 2), side, k
 
 
-def _sharpness(tables: dict[str, np.ndarray], blocks: np.ndarray, side: int, k: int, cell: int) -> np.ndarray:
-    """Per tile, the lower median over its blocks with at least MIN_TISSUE tissue of their Laplacian energy
-    over local contrast (NaN without such a block): a tile half out of focus reads as out of focus."""
+def _sharpness(tables: dict[str, np.ndarray], blocks: np.ndarray, side: int, k: int,
+               cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile, the lower median and the minimum over its blocks with at least MIN_TISSUE tissue of their
+    Laplacian energy over local contrast (NaN without such a block): a tile half out of focus reads as out of
+    focus by the lower median; the minimum is what a tile on a focus miss's border shows (`sharpness_min`)."""
     s = {name: _box_sums(tables[name], blocks, side, cell).reshape(-1, k * k) for name in ("tissue", "fine", "local")}
     count = s["tissue"]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -232,7 +235,7 @@ def _sharpness(tables: dict[str, np.ndarray], blocks: np.ndarray, side: int, k: 
     usable = np.isfinite(ranked).sum(axis=1)
     pick = np.maximum((usable - 1) // 2, 0)
     lower_median = ranked[np.arange(len(ranked)), pick]
-    return np.where(usable > 0, lower_median, np.nan)
+    return np.where(usable > 0, lower_median, np.nan), np.where(usable > 0, ranked[:, 0], np.nan)
 
 
 def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Sequence[float],
@@ -264,11 +267,12 @@ def tile_features(window: np.ndarray, offsets: np.ndarray, tile: int, glass: Seq
     for column, name in enumerate(("ink", "dark", "grey", "tissue")):
         out[:, column] = sums[name] / area
     with np.errstate(invalid="ignore", divide="ignore"):
-        stats = (sums["od"] / sums["tissue"], sums["od_red"] / sums["od"], sums["od_green"] / sums["od"],
-                 _sharpness(tables, blocks, side, k, cell))
+        sharpness, sharpness_min = _sharpness(tables, blocks, side, k, cell)
+        stats = (sums["od"] / sums["tissue"], sums["od_red"] / sums["od"], sums["od_green"] / sums["od"], sharpness)
     enough = out[:, 3] >= MIN_TISSUE
     for column, values in enumerate(stats, start=4):
         out[enough, column] = values[enough]
+    out[enough, FEATURES.index("sharpness_min")] = sharpness_min[enough]
     out[:, FEATURES.index("dark_reach")] = sums["dark_reach"] / area
     out[:, FEATURES.index("pale")] = sums["pale"] / area
     return out
