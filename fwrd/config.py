@@ -55,7 +55,8 @@ class QCThresholds:
         fold_link_thickness: ... and pieces linked only to one another by such tiles count together when every
             tile of them is at least this times its colour's optical density (near two layers' worth).
         blur_ratio: a tile whose sharpness is below this share of the slide's is `blur` (out of focus).
-        blur_edge_ratio: ... and so is one below this share that touches a `blur` tile.
+        blur_edge_ratio: ... and so is one below this share that touches a `blur` tile (or one whose least sharp
+            block is below `blur_ratio`: the border of a focus miss).
         review_share: a slide whose QC excludes more than this share of its scored tissue is `review`.
         review_touching: ... as is one where more than this share of the above-threshold tiles touch
             excluded tiles.
