@@ -86,6 +86,7 @@ def own_model(rgb: np.ndarray, mpp: float, recipe: OwnRecipe, cache: Path,
         began = time.perf_counter()
         step(name, args)
         seconds[name] = round(time.perf_counter() - began, 1)
+    (root / "model.pt").unlink()  # 640 MB that the graph repeats (weights and config); the cache keeps the graph
     history = root / "model.history.jsonl"
     epochs = [json.loads(line) for line in history.read_text().splitlines()] if history.is_file() else []
     record = {"key": key, "mpp": mpp, "recipe": asdict(recipe), "seconds": seconds,

@@ -28,6 +28,7 @@ def fake_steps(calls: list):
         if name == "train":
             out = Path(args[args.index("--out") + 1])
             out.with_name(out.stem + ".history.jsonl").write_text(json.dumps({"epoch": 1, "val_threshold": 0.5}) + "\n")
+            out.write_bytes(b"checkpoint")
         if name == "export":
             Path(args[args.index("-o") + 1]).write_bytes(b"graph")
     return step
@@ -47,6 +48,7 @@ def test_trains_once_per_image_and_recipe(own, tmp_path):
     assert train[train.index("--teacher-weights") + 1] == "random"
     assert calls[2][1][calls[2][1].index("--precision") + 1] == "fp32"
     assert graph.is_file() and not made["cached"] and made["val_thresholds"] == [0.5]
+    assert not (graph.parent / "model.pt").exists()  # the graph holds the model; the cache keeps only that
 
     again, made = own.own_model(rgb, 0.243, recipe, tmp_path, step)
     assert again == graph and made["cached"] and len(calls) == 3  # no retraining
