@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from qc_own_model import OwnRecipe, own_model
 
 from fwrd.config import QCThresholds
 from fwrd.evaluation.roc import roc_auc
@@ -59,7 +60,6 @@ from fwrd.slide.annotations import Annotations, load_asap_xml, rasterize
 from fwrd.slide.reader import open_slide
 from fwrd.slide.synthetic import make_cohort, write_rgb_slide
 from fwrd.slide.synthetic_render import plan_layout, render
-from qc_own_model import OwnRecipe, own_model
 
 REAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "cmu1_small_region_crop.jpg"
 CROP = (600, 1200, 1024)  # where the vendored crop lies in CMU-1-Small-Region (x, y, side)

@@ -67,5 +67,5 @@ def test_an_interrupted_attempt_is_begun_again(own, tmp_path):
     root = tmp_path / own.cache_key(rgb, 0.243, own.OwnRecipe())
     (root / "patches").mkdir(parents=True)
     (root / "model.pt").write_bytes(b"half")  # training died before the export wrote the graph
-    graph, made = own.own_model(rgb, 0.243, own.OwnRecipe(), tmp_path, fake_steps(calls))
+    graph, _ = own.own_model(rgb, 0.243, own.OwnRecipe(), tmp_path, fake_steps(calls))
     assert len(calls) == 3 and graph.is_file() and not (root / "model.pt").exists()
