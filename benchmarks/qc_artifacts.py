@@ -22,10 +22,16 @@ and what it costs.
    calls and QC flags before/after, tile by tile how far the scores moved and how many calls flipped.
 4. Cost: summary.json's seconds (QC features, summed over the decode workers; judging) against the run's wall
    time, inference and decoding.
+5. Own-image models (`--own-model`): each real image is also scored, QC on and off, by a normal model trained on
+   its own unpainted pixels (benchmarks/qc_own_model.py: the demo's recipe, random teacher, threshold from
+   fwrd-train's validation; cached under OUT/own_models), so that "called" on real pixels means something: the
+   shared model calls almost every real tile. The clean tiles called are that model's false calls on the very
+   tissue it was trained and thresholded on (optimistic).
 
     python benchmarks/qc_artifacts.py --model rd.onnx --out /tmp/qc-bench [--real-extra CMU-1-Small-Region.svs]
-        [--real-image tests/data/stardist_histo.jpg [--only-real-images] [--min-side 1000]] [--bubbles 12] [--cohort 3]
-        [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
+        [--real-image tests/data/stardist_histo.jpg [--only-real-images] [--min-side 1000]] [--bubbles 12]
+        [--glass-margin 0.15] [--cohort 3] [--stain [--stain-gains 1.35,0.7 0.7,1.35]] [--threads 2] [--resume]
+        [--own-model [--own-patches 200] [--own-epochs 1]]
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from qc_own_model import OwnRecipe, own_model
 
 from fwrd.config import QCThresholds
 from fwrd.evaluation.roc import roc_auc
@@ -63,11 +70,12 @@ MARGIN = 24  # pixels between an extra bubble (--bubbles) and any other painted 
 
 def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp: float,
                    real_images: tuple[Path, ...] = (), only_real_images: bool = False,
-                   min_side: int = 0, bubbles: int = 0, glass_margin: float = 0.0) -> dict[str, tuple[Path, dict]]:
+                   min_side: int = 0, bubbles: int = 0, glass_margin: float = 0.0,
+                   clean: dict | None = None) -> dict[str, tuple[Path, dict]]:
     """name -> (slide path, {kind: bool mask of the pixels the artifact visibly changed}). Every slide is written
     at `mpp` (the model's): the real pixels (0.499 um/px) are scored as if they were at the model's resolution,
     since fwrd never enlarges a slide coarser than the model. `glass_margin` > 0: each `--real-image`, once
-    painted, is laid on glass (`on_glass`)."""
+    painted, is laid on glass (`on_glass`). `clean`, if given, receives name -> the unpainted pixels."""
     images = {}
     if not only_real_images:
         layout = plan_layout(np.random.default_rng([seed, 0]), size, size, 0, False, 1.0, 1.8)
@@ -85,6 +93,8 @@ def painted_slides(out: Path, size: int, seed: int, real_extra: Path | None, mpp
     made = {}
     for name, rgb in images.items():
         before = rgb.copy()
+        if clean is not None:
+            clean[name] = before
         truth = paint.paint_test_card(rgb, np.random.default_rng(seed), pen_width=max(48, rgb.shape[0] // 40))
         if bubbles:
             truth["bubble"] |= extra_bubbles(rgb, np.random.default_rng([seed, 2]), bubbles, truth)
@@ -284,6 +294,19 @@ def hed_shift(rgb: np.ndarray, h_gain: float = 1.35, e_gain: float = 0.7) -> np.
     return paint.stain_shift(rgb, h_gain, e_gain, where=tissue)
 
 
+def score_own(rgb: np.ndarray, mpp: float, recipe: OwnRecipe, path: Path, truth: dict, args,
+              thresholds: QCThresholds) -> dict:
+    """The painted slide at `path` scored, QC on and off, by a normal model of its unpainted pixels `rgb`."""
+    graph, made = own_model(rgb, mpp, recipe, args.out / "own_models")
+    with open_backend(graph, threads=args.threads) as own:
+        result, wall = score(own, path, args.out / "own" / "on", True, args.stride, thresholds)
+    s = result.summary
+    off = qc_off_view(result.out_dir, args.out / "own" / "off" / path.stem)
+    return {"model": made, "threshold": s["threshold"], "cost": cost(s, wall),
+            "on": count(result.out_dir, truth, s["tile_level0"], s["threshold"]),
+            "off": count(off, truth, s["tile_level0"], s["threshold"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path)
@@ -312,6 +335,11 @@ def main() -> None:
                         help="haematoxylin,eosin gains of the stain shifts (default: the issue's 1.35,0.7)")
     parser.add_argument("--resume", action="store_true", help="reuse complete outputs of an earlier run")
     parser.add_argument("--skip-paint", action="store_true")
+    parser.add_argument("--own-model", action="store_true",
+                        help="also score each real image with a normal model trained on its own unpainted pixels")
+    parser.add_argument("--own-patches", type=int, default=OwnRecipe.normal_patches,
+                        help="--own-model: normal patches per image")
+    parser.add_argument("--own-epochs", type=int, default=OwnRecipe.epochs, help="--own-model: training epochs")
     args = parser.parse_args()
     for image in args.real_image:  # one line, before minutes of scoring
         try:
@@ -325,15 +353,20 @@ def main() -> None:
         parser.error("--bubbles must be >= 0")
     if not 0 <= args.glass_margin <= 2:
         parser.error("--glass-margin must be between 0 and 2")
+    if args.own_model and (args.own_patches < 10 or args.own_epochs < 1):
+        parser.error("--own-patches must be >= 10 and --own-epochs >= 1")
+    recipe = OwnRecipe(normal_patches=args.own_patches, epochs=args.own_epochs)
     args.out.mkdir(parents=True, exist_ok=True)
     thresholds = QCThresholds()  # this fwrd's defaults, whatever the model's config holds
     record: dict = {"thresholds": thresholds.to_dict(), "seed": args.seed, "bubbles": args.bubbles,
                     "glass_margin": args.glass_margin}
     with open_backend(args.model, threads=args.threads) as backend:
         if not args.skip_paint:
+            mpp = backend.config.mpp or 0.243
+            clean: dict = {}
             slides = painted_slides(args.out / "slides", args.size, args.seed, args.real_extra,
-                                    backend.config.mpp or 0.243, tuple(args.real_image), args.only_real_images,
-                                    args.min_side, args.bubbles, args.glass_margin)
+                                    mpp, tuple(args.real_image), args.only_real_images,
+                                    args.min_side, args.bubbles, args.glass_margin, clean)
             for name, (path, truth) in slides.items():
                 result, wall = score(backend, path, args.out / "on", True, args.stride, thresholds)
                 s = result.summary
@@ -342,6 +375,8 @@ def main() -> None:
                                "excluded": s.get("tiles_excluded"),
                                "counts": count(result.out_dir, truth, s["tile_level0"], s["threshold"])},
                         "off": {"counts": count(off, truth, s["tile_level0"], s["threshold"])}}
+                if args.own_model and name != "synthetic":
+                    runs["own_model"] = score_own(clean[name], mpp, recipe, path, truth, args, thresholds)
                 record[name] = runs
                 print(json.dumps({name: runs}, indent=1), flush=True)
         if args.cohort:
